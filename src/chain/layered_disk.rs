@@ -1,0 +1,418 @@
+//! A checkpoint state's whole virtual disk: its own layer over all its ancestors.
+//!
+//! Reads must not slow down as the chain grows. The disk is split into 1 MiB units
+//! (the smallest VHDX block, so no layer's mapping changes inside a unit except by the
+//! sector bitmap); the first read of a unit asks each layer, newest first, until every
+//! byte has an owner, and the answer, a short list of runs, is kept in a bounded LRU
+//! cache. Every later read of the unit costs one cache lookup, at any depth.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+
+use crate::format::{Layer, Run, Source};
+use crate::io::{check_range, ReadAt};
+use crate::Result;
+
+/// The resolution unit.
+pub const UNIT: u64 = 1 << 20;
+/// Default bound on cached runs, all units together (about 24 bytes each).
+pub const DEFAULT_CACHED_RUNS: usize = 1 << 18;
+
+/// Who owns a run of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Zero,
+    /// `layers[layer]` holds the bytes at `file_offset`.
+    Layer {
+        layer: u16,
+        file_offset: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OwnedRun {
+    /// Offset of the run inside its unit.
+    start: u32,
+    len: u32,
+    owner: Owner,
+}
+
+/// Resolved units, bounded by their total number of runs (a unit of a partially
+/// present block can have hundreds).
+struct UnitCache {
+    units: LruCache<u64, Arc<[OwnedRun]>>,
+    runs: usize,
+    max_runs: usize,
+}
+
+impl UnitCache {
+    fn get(&mut self, unit: u64) -> Option<Arc<[OwnedRun]>> {
+        self.units.get(&unit).cloned()
+    }
+
+    fn put(&mut self, unit: u64, runs: Arc<[OwnedRun]>) {
+        self.runs += runs.len();
+        if let Some(old) = self.units.put(unit, runs) {
+            self.runs -= old.len();
+        }
+        while self.runs > self.max_runs && self.units.len() > 1 {
+            match self.units.pop_lru() {
+                Some((_, old)) => self.runs -= old.len(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The virtual disk of one checkpoint state.
+pub struct LayeredDisk {
+    /// Newest first: `layers[0]` is the state's own file, the last is the base.
+    layers: Vec<Arc<dyn Layer>>,
+    size: u64,
+    cache: Mutex<UnitCache>,
+}
+
+impl std::fmt::Debug for LayeredDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayeredDisk")
+            .field("top", &self.layers.first().map(|l| l.path().to_path_buf()))
+            .field("depth", &self.layers.len())
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl LayeredDisk {
+    /// `layers` newest first; must not be empty. The disk has the newest layer's size.
+    pub fn new(layers: Vec<Arc<dyn Layer>>, max_cached_runs: usize) -> Self {
+        assert!(!layers.is_empty(), "a disk has at least one layer");
+        assert!(
+            layers.len() <= usize::from(u16::MAX),
+            "chain depth is capped far below this"
+        );
+        let size = layers[0].virtual_size();
+        let max_runs = max_cached_runs.max(1);
+        LayeredDisk {
+            layers,
+            size,
+            cache: Mutex::new(UnitCache {
+                units: LruCache::new(NonZeroUsize::new(max_runs).unwrap()),
+                runs: 0,
+                max_runs,
+            }),
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn logical_sector_size(&self) -> u32 {
+        self.layers[0].logical_sector_size()
+    }
+
+    fn unit(&self, unit: u64) -> Result<Arc<[OwnedRun]>> {
+        if let Some(runs) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(unit)
+        {
+            return Ok(runs);
+        }
+        let runs: Arc<[OwnedRun]> = self.resolve(unit)?.into();
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(unit, runs.clone());
+        Ok(runs)
+    }
+
+    /// Ask the layers, newest first, who owns each byte of `unit`.
+    fn resolve(&self, unit: u64) -> Result<Vec<OwnedRun>> {
+        let start = unit * UNIT;
+        let len = UNIT.min(self.size - start);
+        let mut owned: Vec<(u64, u64, Owner)> = Vec::new();
+        let mut pending: Vec<(u64, u64)> = vec![(start, len)];
+        let mut runs: Vec<Run> = Vec::new();
+        for (index, layer) in self.layers.iter().enumerate() {
+            if pending.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for (at, n) in pending.drain(..) {
+                // A parent smaller than its child reads as zeros past its end.
+                let inside = layer.virtual_size().saturating_sub(at).min(n);
+                if inside < n {
+                    owned.push((at + inside, n - inside, Owner::Zero));
+                }
+                if inside == 0 {
+                    continue;
+                }
+                runs.clear();
+                layer.map(at, inside, &mut runs)?;
+                let mut pos = at;
+                for r in &runs {
+                    match r.source {
+                        Source::Data { file_offset } => owned.push((
+                            pos,
+                            r.len,
+                            Owner::Layer {
+                                layer: index as u16,
+                                file_offset,
+                            },
+                        )),
+                        Source::Zero => owned.push((pos, r.len, Owner::Zero)),
+                        // Ask the parent once for neighbouring ranges.
+                        Source::Parent => match next.last_mut() {
+                            Some((a, n)) if *a + *n == pos => *n += r.len,
+                            _ => next.push((pos, r.len)),
+                        },
+                    }
+                    pos += r.len;
+                }
+                debug_assert_eq!(pos, at + inside, "a layer's runs cover the range asked");
+            }
+            pending = next;
+        }
+        // Nothing below the base: zeros.
+        owned.extend(pending.into_iter().map(|(at, n)| (at, n, Owner::Zero)));
+        owned.sort_unstable_by_key(|r| r.0);
+
+        // Merge neighbours that continue each other, so a unit owned by one layer is one run.
+        let mut merged: Vec<OwnedRun> = Vec::with_capacity(owned.len());
+        for (at, n, owner) in owned {
+            if let Some(last) = merged.last_mut() {
+                let contiguous = match (last.owner, owner) {
+                    (Owner::Zero, Owner::Zero) => true,
+                    (
+                        Owner::Layer {
+                            layer: a,
+                            file_offset: fa,
+                        },
+                        Owner::Layer {
+                            layer: b,
+                            file_offset: fb,
+                        },
+                    ) => a == b && fa + u64::from(last.len) == fb,
+                    _ => false,
+                };
+                if contiguous && u64::from(last.start) + u64::from(last.len) == at - start {
+                    last.len += n as u32;
+                    continue;
+                }
+            }
+            merged.push(OwnedRun {
+                start: (at - start) as u32,
+                len: n as u32,
+                owner,
+            });
+        }
+        Ok(merged)
+    }
+}
+
+impl ReadAt for LayeredDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.size)?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let unit = pos / UNIT;
+            let in_unit = pos % UNIT;
+            let runs = self.unit(unit)?;
+            // First run that ends after `in_unit`.
+            let first = runs.partition_point(|r| u64::from(r.start) + u64::from(r.len) <= in_unit);
+            let mut at = in_unit;
+            for r in &runs[first..] {
+                if done == buf.len() {
+                    break;
+                }
+                let skip = at - u64::from(r.start);
+                let n = ((u64::from(r.len) - skip) as usize).min(buf.len() - done);
+                let dst = &mut buf[done..done + n];
+                match r.owner {
+                    Owner::Zero => dst.fill(0),
+                    Owner::Layer { layer, file_offset } => {
+                        self.layers[usize::from(layer)].read_data(file_offset + skip, dst)?
+                    }
+                }
+                done += n;
+                at += n as u64;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A layer described by a byte map: `b'P'` parent, `b'0'` zero, other = data whose
+    /// bytes equal that letter. One letter per 512-byte sector.
+    #[derive(Debug)]
+    struct FakeLayer {
+        sectors: Vec<u8>,
+        path: PathBuf,
+        maps: AtomicUsize,
+    }
+
+    impl FakeLayer {
+        fn new(pattern: &str) -> Arc<dyn Layer> {
+            Arc::new(FakeLayer {
+                sectors: pattern.bytes().collect(),
+                path: PathBuf::from(pattern),
+                maps: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Layer for FakeLayer {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+        fn virtual_size(&self) -> u64 {
+            self.sectors.len() as u64 * 512
+        }
+        fn logical_sector_size(&self) -> u32 {
+            512
+        }
+        fn map(&self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+            self.maps.fetch_add(1, Ordering::Relaxed);
+            for s in offset / 512..(offset + len) / 512 {
+                let source = match self.sectors[s as usize] {
+                    b'P' => Source::Parent,
+                    b'0' => Source::Zero,
+                    _ => Source::Data {
+                        file_offset: s * 512,
+                    },
+                };
+                out.push(Run { len: 512, source });
+            }
+            Ok(())
+        }
+        fn read_data(&self, file_offset: u64, buf: &mut [u8]) -> Result<()> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.sectors[((file_offset + i as u64) / 512) as usize];
+            }
+            Ok(())
+        }
+    }
+
+    fn read_all(d: &LayeredDisk) -> Vec<u8> {
+        let mut b = vec![0xEE; d.size() as usize];
+        d.read_at(0, &mut b).unwrap();
+        b
+    }
+
+    /// The disk as one letter per sector ('0' for zeros), `?` for a mixed sector.
+    fn letters(d: &LayeredDisk) -> String {
+        read_all(d)
+            .chunks(512)
+            .map(|s| match s[0] {
+                x if s.iter().any(|&y| y != x) => '?',
+                0 => '0',
+                x => x as char,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_sector_comes_from_the_newest_layer_that_has_it() {
+        let d = LayeredDisk::new(
+            vec![
+                FakeLayer::new("PaPP0P"),
+                FakeLayer::new("bPPcPP"),
+                FakeLayer::new("ddPdde"),
+            ],
+            1000,
+        );
+        assert_eq!(letters(&d), "ba0c0e");
+    }
+
+    #[test]
+    fn sectors_no_layer_has_read_as_zero_and_a_smaller_parent_ends_in_zeros() {
+        let d = LayeredDisk::new(vec![FakeLayer::new("PPxPPP"), FakeLayer::new("PP")], 1000);
+        assert_eq!(letters(&d), "00x000");
+    }
+
+    #[test]
+    fn unaligned_reads_match_the_whole_disk() {
+        let d = LayeredDisk::new(
+            vec![FakeLayer::new("PaPb0P"), FakeLayer::new("cdefgh")],
+            1000,
+        );
+        let whole = read_all(&d);
+        for (off, len) in [
+            (0usize, 1usize),
+            (511, 2),
+            (700, 1500),
+            (1024, 2048),
+            (3071, 1),
+        ] {
+            let mut b = vec![0xEE; len];
+            d.read_at(off as u64, &mut b).unwrap();
+            assert_eq!(b, whole[off..off + len], "{off}+{len}");
+        }
+    }
+
+    #[test]
+    fn reads_past_the_end_are_errors_not_panics() {
+        let d = LayeredDisk::new(vec![FakeLayer::new("ab")], 1000);
+        let mut b = [0u8; 2];
+        assert!(d.read_at(1023, &mut b).is_err());
+        assert!(d.read_at(u64::MAX, &mut b).is_err());
+        assert!(d.read_at(1024, &mut []).is_ok());
+    }
+
+    #[test]
+    fn a_unit_is_resolved_once_then_served_from_the_cache() {
+        let top = Arc::new(FakeLayer {
+            sectors: vec![b'P'; 4096],
+            path: "top".into(),
+            maps: AtomicUsize::new(0),
+        });
+        let base = Arc::new(FakeLayer {
+            sectors: vec![b'z'; 4096],
+            path: "base".into(),
+            maps: AtomicUsize::new(0),
+        });
+        let d = LayeredDisk::new(vec![top.clone() as Arc<dyn Layer>, base.clone()], 1000);
+        let mut b = vec![0u8; 4096];
+        for i in 0..64 {
+            d.read_at(i * 4096 % (2 << 20), &mut b).unwrap();
+        }
+        // 64 reads within the first 256 KiB: one unit, resolved once.
+        assert_eq!(top.maps.load(Ordering::Relaxed), 1);
+        assert_eq!(base.maps.load(Ordering::Relaxed), 1);
+        assert!(b.iter().all(|&x| x == b'z'));
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_run_budget() {
+        // Alternating sectors: 2048 runs per unit; a budget of 3000 runs holds one unit.
+        let pattern: String = (0..8192)
+            .map(|i| if i % 2 == 0 { 'a' } else { 'P' })
+            .collect();
+        let d = LayeredDisk::new(
+            vec![FakeLayer::new(&pattern), FakeLayer::new(&"b".repeat(8192))],
+            3000,
+        );
+        let mut b = vec![0u8; 512];
+        for unit in 0..4 {
+            d.read_at(unit * UNIT, &mut b).unwrap();
+        }
+        let cache = d.cache.lock().unwrap();
+        assert!(cache.runs <= 3000, "{}", cache.runs);
+        assert_eq!(cache.units.len(), 1);
+    }
+}

@@ -1,0 +1,99 @@
+//! The command line: argument definitions and one module per command.
+
+mod cat;
+mod info;
+mod list;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::chain::{CheckpointTree, DiscoverOptions};
+use crate::Result;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ckptfs",
+    version,
+    about = "Browse every state of a Hyper-V checkpoint tree, read-only"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Facts about one VHDX/AVHDX file: type, sizes, GUIDs, log, parent locator, blocks.
+    Info {
+        /// The disk file.
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The checkpoint tree that IMAGE belongs to.
+    List {
+        #[command(flatten)]
+        image: ImageArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file of the checkpoint tree to stdout, e.g. `<checkpoint>/disk.img`.
+    Cat {
+        #[command(flatten)]
+        image: ImageArgs,
+        /// Path inside the tree, as the mount shows it.
+        path: String,
+    },
+}
+
+/// Any file of a checkpoint tree, and where else to look for its relatives.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Any file of the tree: the base .vhdx or any .avhdx.
+    pub image: PathBuf,
+    /// Also look in DIR for parents and children (repeatable).
+    #[arg(long = "search-dir", value_name = "DIR")]
+    pub search_dirs: Vec<PathBuf>,
+}
+
+impl ImageArgs {
+    pub fn open_tree(&self) -> Result<CheckpointTree> {
+        CheckpointTree::discover(
+            &self.image,
+            &DiscoverOptions {
+                search_dirs: self.search_dirs.clone(),
+            },
+        )
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { file, json } => info::run(&file, json),
+        Command::List { image, json } => list::run(&image, json),
+        Command::Cat { image, path } => cat::run(&image, &path),
+    }
+}
+
+/// Bytes as a number and in binary units: `10485760 (10 MiB)`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if v.fract() == 0.0 {
+        format!("{n} ({v} {})", UNITS[unit])
+    } else {
+        format!("{n} ({v:.1} {})", UNITS[unit])
+    }
+}

@@ -1,0 +1,81 @@
+//! An image file opened read-only, read with `pread` so that threads never share a cursor.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// A disk image file, opened read-only. Never written to.
+#[derive(Debug)]
+pub struct ImageFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl ImageFile {
+    /// Open `path` read-only.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            what: "cannot open".into(),
+            source,
+        })?;
+        let meta = file.metadata().map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            what: "cannot stat".into(),
+            source,
+        })?;
+        if meta.is_dir() {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                what: "cannot open".into(),
+                source: std::io::Error::from_raw_os_error(libc::EISDIR),
+            });
+        }
+        Ok(ImageFile {
+            path: path.to_path_buf(),
+            file,
+            size: meta.len(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length when it was opened.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
+    /// Read exactly `buf.len()` bytes at `offset`. A range past the end of the file is
+    /// reported as truncation (the caller says which structure it wanted).
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Read as many bytes as the file holds at `offset`, up to `buf.len()`; returns the
+    /// count. Used where a file may legitimately be shorter than a structure's extent.
+    pub fn read_up_to(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,16 @@
+//! ckptfs: every state of a Hyper-V checkpoint tree as a read-only directory tree.
+//!
+//! The data path, one module per stage:
+//! `io` (positional reads of image files) → `format` (what one disk file says about a
+//! guest range) → `chain` (a checkpoint state's whole virtual disk, and the tree of
+//! checkpoints) → `cli`.
+
+pub mod bytes;
+pub mod chain;
+pub mod cli;
+pub mod error;
+pub mod format;
+pub mod io;
+pub mod vfs;
+
+pub use error::{Error, Result};
