@@ -1,6 +1,7 @@
 //! `ckptfs info FILE`: one file's own facts. Needs no parent, so it works on a
 //! checkpoint whose parent is missing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -27,7 +28,7 @@ struct Info {
     header_copy: usize,
     header_sequence_number: u64,
     log: LogInfo,
-    parent_locator: Option<Vec<(String, String)>>,
+    parent_locator: Option<BTreeMap<String, String>>,
     blocks: BlockInfo,
 }
 
@@ -43,7 +44,7 @@ struct BlockInfo {
     payload_blocks: u64,
     chunk_ratio: u64,
     /// Count per payload state (states with no block are listed with 0).
-    states: Vec<(&'static str, u64)>,
+    states: BTreeMap<&'static str, u64>,
     invalid_states: u64,
     sector_bitmap_blocks_present: u64,
 }
@@ -85,7 +86,9 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
         header_copy: f.header_copy,
         header_sequence_number: f.header.sequence_number,
         log,
-        parent_locator: f.parent_locator().map(|l| l.entries.clone()),
+        parent_locator: f
+            .parent_locator()
+            .map(|l| l.entries.iter().cloned().collect()),
         blocks: BlockInfo {
             payload_blocks: f.geometry.payload_blocks,
             chunk_ratio: f.geometry.chunk_ratio,
@@ -142,9 +145,9 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
             }
         },
     );
-    if let Some(entries) = &info.parent_locator {
+    if let Some(locator) = f.parent_locator() {
         row("parent locator", String::new());
-        for (k, v) in entries {
+        for (k, v) in &locator.entries {
             println!("  {k:<20}{v}");
         }
     }
@@ -157,8 +160,8 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
             info.blocks.sector_bitmap_blocks_present
         ),
     );
-    for (name, n) in &info.blocks.states {
-        println!("  {name:<20}{n}");
+    for state in PayloadState::ALL {
+        println!("  {:<20}{}", state.name(), info.blocks.states[state.name()]);
     }
     if info.blocks.invalid_states > 0 {
         println!("  {:<20}{}", "invalid state", info.blocks.invalid_states);
