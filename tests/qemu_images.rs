@@ -75,3 +75,30 @@ fn dynamic_with_zero_block_state_and_a_larger_log() {
 fn fixed() {
     check("subformat=fixed,block_size=8M");
 }
+
+/// A 64 TiB dynamic disk with a few written blocks opens at once and reads right at
+/// both ends, through the library API (a full `cat` would be 64 TiB).
+#[test]
+fn sparse_64_tib_disk_reads_at_its_far_end() {
+    use ckptfs::chain::{CheckpointTree, DiscoverOptions};
+    use ckptfs::io::ReadAt;
+
+    if !have_tool("qemu-img") || !have_tool("qemu-io") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vhdx = dir.path().join("huge.vhdx");
+    let v = vhdx.to_str().unwrap();
+    run("qemu-img", &["create", "-q", "-f", "vhdx", "-o", "block_size=32M", v, "64T"]);
+    let last = (64u64 << 40) - 4096;
+    run("qemu-io", &["-f", "vhdx", "-c", &format!("write -q -P 0xab {last} 4096"), "-c", "write -q -P 0xcd 0 512", v]);
+    let tree = CheckpointTree::discover(&vhdx, &DiscoverOptions::default()).unwrap();
+    let disk = tree.disk(0);
+    assert_eq!(disk.size(), 64u64 << 40);
+    let mut b = vec![0u8; 8192];
+    disk.read_at(last - 4096, &mut b).unwrap();
+    assert!(b[..4096].iter().all(|&x| x == 0) && b[4096..].iter().all(|&x| x == 0xab));
+    disk.read_at(0, &mut b[..1024]).unwrap();
+    assert!(b[..512].iter().all(|&x| x == 0xcd) && b[512..1024].iter().all(|&x| x == 0));
+    assert!(disk.read_at(last, &mut b).is_err(), "a read past the end is an error");
+}
