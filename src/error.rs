@@ -64,6 +64,9 @@ pub enum Error {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("partition table: {0}")]
+    PartitionTable(String),
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -12,5 +12,6 @@ pub mod error;
 pub mod format;
 pub mod io;
 pub mod vfs;
+pub mod volume;
 
 pub use error::{Error, Result};
