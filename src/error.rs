@@ -67,6 +67,10 @@ pub enum Error {
 
     #[error("partition table: {0}")]
     PartitionTable(String),
+
+    /// A guest filesystem is damaged or uses something this reader refuses.
+    #[error("{fs}: {what}")]
+    Filesystem { fs: &'static str, what: String },
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -6,10 +6,12 @@
 //! checkpoints) → `cli`.
 
 pub mod bytes;
+pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod fs;
 pub mod io;
 pub mod vfs;
 pub mod volume;

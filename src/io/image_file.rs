@@ -79,3 +79,19 @@ impl ImageFile {
         Ok(done)
     }
 }
+
+/// A raw image file is itself a disk.
+impl super::ReadAt for ImageFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        super::check_range(offset, buf.len(), self.size)?;
+        self.read_exact_at(offset, buf).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            what: format!("read of {} bytes at offset {offset:#x} failed", buf.len()),
+            source,
+        })
+    }
+}

@@ -1,9 +1,13 @@
 //! Positional, thread-safe reads: the one interface every stage of the data path
 //! (image file → format layer → checkpoint disk → partition → filesystem) is built on.
 
+pub mod cursor;
 mod image_file;
+mod slice;
 
+pub use cursor::Cursor;
 pub use image_file::ImageFile;
+pub use slice::Slice;
 
 use crate::Result;
 

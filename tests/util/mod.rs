@@ -36,11 +36,7 @@ impl Output {
             self.code,
             self.stderr
         );
-        assert!(
-            self.stderr.starts_with("ckptfs: "),
-            "stderr: {}",
-            self.stderr
-        );
+        assert!(self.stderr.starts_with("ckptfs: "), "stderr: {}", self.stderr);
         assert!(
             !self.stderr.contains("panicked") && !self.stderr.contains("RUST_BACKTRACE"),
             "{}",
@@ -109,11 +105,7 @@ pub fn gunzip_sample(sample: &Path, dir: &Path) -> PathBuf {
     let out = dir.join(name);
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "gzip -dc '{}' > '{}'",
-            sample.display(),
-            out.display()
-        ))
+        .arg(format!("gzip -dc '{}' > '{}'", sample.display(), out.display()))
         .status()
         .unwrap();
     assert!(status.success());

@@ -13,11 +13,8 @@ pub mod region;
 pub mod sector_bitmap;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use lru::LruCache;
+use std::sync::Arc;
 
 pub use bat::{BatEntry, BatGeometry, PayloadState};
 pub use error::VhdxError;
@@ -26,6 +23,7 @@ pub use metadata::Metadata;
 pub use parent_locator::ParentLocator;
 pub use region::RegionTable;
 
+use crate::cache::Cache;
 use crate::format::{Layer, Run, Source};
 use crate::io::ImageFile;
 use crate::{Error, Result};
@@ -85,7 +83,7 @@ pub struct VhdxFile {
     pub metadata: Metadata,
     pub geometry: BatGeometry,
     pub log_state: LogState,
-    bat_pages: Mutex<LruCache<u64, Arc<[u64]>>>,
+    bat_pages: Cache<u64, Arc<[u64]>>,
 }
 
 impl VhdxFile {
@@ -194,7 +192,7 @@ impl VhdxFile {
             metadata,
             geometry,
             log_state,
-            bat_pages: Mutex::new(LruCache::new(NonZeroUsize::new(BAT_CACHE_PAGES).unwrap())),
+            bat_pages: Cache::new(BAT_CACHE_PAGES),
         })
     }
 
@@ -244,33 +242,12 @@ impl VhdxFile {
                 ),
             ));
         }
-        let cached = self
-            .bat_pages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&page)
-            .cloned();
-        let entries = match cached {
-            Some(p) => p,
-            None => {
-                let first = page * BAT_PAGE_ENTRIES;
-                let count = BAT_PAGE_ENTRIES.min(self.geometry.entries - first);
-                let b = self.view.read_vec(
-                    self.regions.bat.file_offset + first * 8,
-                    count as usize * 8,
-                    "BAT",
-                )?;
-                let p: Arc<[u64]> = b
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
-                self.bat_pages
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .put(page, p.clone());
-                p
-            }
-        };
+        let entries = self.bat_pages.get_or_try_insert(page, || {
+            let first = page * BAT_PAGE_ENTRIES;
+            let count = BAT_PAGE_ENTRIES.min(self.geometry.entries - first);
+            let b = self.view.read_vec(self.regions.bat.file_offset + first * 8, count as usize * 8, "BAT")?;
+            Ok::<Arc<[u64]>, VhdxError>(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+        })?;
         Ok(BatEntry(entries[slot]))
     }
 
