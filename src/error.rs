@@ -62,8 +62,25 @@ pub enum Error {
     #[error("{0}: no such file or directory")]
     NotFound(String),
 
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+
+    #[error("{0}: not a symbolic link")]
+    NotASymlink(String),
+
     #[error("{0}")]
     Usage(String),
+
+    /// An error met while working on `path` of the virtual tree.
+    #[error("{path}: {source}")]
+    InPath {
+        path: String,
+        #[source]
+        source: Box<Error>,
+    },
 
     #[error("partition table: {0}")]
     PartitionTable(String),
@@ -97,8 +114,12 @@ impl Error {
         match self {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::NotFound(_) => libc::ENOENT,
+            Error::NotADirectory(_) => libc::ENOTDIR,
+            Error::IsADirectory(_) => libc::EISDIR,
+            Error::NotASymlink(_) => libc::EINVAL,
             Error::OutOfRange { .. } => libc::EINVAL,
             Error::Usage(_) => libc::EINVAL,
+            Error::InPath { source, .. } => source.errno(),
             _ => libc::EIO,
         }
     }

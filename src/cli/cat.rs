@@ -3,38 +3,38 @@
 use std::io::Write;
 
 use super::ImageArgs;
-use crate::io::ReadAt;
-use crate::vfs::{self, Entry};
+use crate::fs::FileKind;
+use crate::vfs::{Ino, Vfs};
 use crate::{Error, Result};
 
 const CHUNK: usize = 4 << 20;
 
 pub fn run(image: &ImageArgs, path: &str) -> Result<()> {
-    let tree = image.open_tree()?;
-    let reader: Box<dyn ReadAt> = match vfs::resolve(&tree, path)? {
-        Entry::DiskImage(i) => Box::new(tree.disk(i)),
-        Entry::Root | Entry::Checkpoint(_) => {
-            return Err(Error::Usage(format!("{path}: is a directory")))
-        }
-    };
-    copy_to_stdout(reader.as_ref())
+    let vfs = image.open_vfs()?;
+    let ino = vfs.resolve(path)?;
+    match vfs.getattr(ino)?.kind {
+        FileKind::File => copy_to_stdout(&vfs, ino, path),
+        FileKind::Dir => Err(Error::IsADirectory(path.to_string())),
+        FileKind::Symlink => Err(Error::Usage(format!(
+            "{path}: is a symbolic link to {}",
+            vfs.readlink(ino)?.to_string_lossy()
+        ))),
+        _ => Err(Error::Usage(format!("{path}: is not a regular file"))),
+    }
 }
 
-/// Stream `reader` to stdout. A closed pipe (`| head`) ends the copy quietly.
-fn copy_to_stdout(reader: &dyn ReadAt) -> Result<()> {
+/// Stream file `ino` to stdout. A closed pipe (`| head`) ends the copy quietly.
+fn copy_to_stdout(vfs: &Vfs, ino: Ino, path: &str) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut buf = vec![0u8; CHUNK];
-    let size = reader.size();
     let mut offset = 0u64;
-    let write_err = |source: std::io::Error| Error::Io {
-        path: "<stdout>".into(),
-        what: "write failed".into(),
-        source,
-    };
-    while offset < size {
-        let n = (size - offset).min(CHUNK as u64) as usize;
-        reader.read_at(offset, &mut buf[..n])?;
+    let write_err = |source: std::io::Error| Error::Io { path: "<stdout>".into(), what: "write failed".into(), source };
+    loop {
+        let n = vfs.read(ino, offset, &mut buf).map_err(|e| super::in_path(path, e))?;
+        if n == 0 {
+            break;
+        }
         match out.write_all(&buf[..n]) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             r => r.map_err(write_err)?,

@@ -1,10 +1,11 @@
-//! `ckptfs list IMAGE`: the checkpoint tree. `--json` prints the form fixed in
-//! DESIGN.md, which other tools rely on.
+//! `ckptfs list IMAGE`: the checkpoint tree and each checkpoint's volumes. `--json`
+//! prints the form fixed in DESIGN.md, which other tools rely on.
 
 use serde::Serialize;
 
-use super::ImageArgs;
-use crate::chain::CheckpointTree;
+use super::{human_bytes, ImageArgs};
+use crate::vfs::Vfs;
+use crate::volume::{Content, VolumeEntry};
 use crate::Result;
 
 #[derive(Serialize)]
@@ -22,7 +23,13 @@ struct CheckpointJson {
     /// The state a running VM writes to (the newest leaf).
     current: bool,
     depth: usize,
+    /// Volumes shown as directories.
     volumes: Vec<VolumeJson>,
+    /// Partitions not shown, with what they are.
+    hidden_partitions: Vec<HiddenJson>,
+    /// Why the volumes could not be found, if they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -32,50 +39,108 @@ struct VolumeJson {
     filesystem: String,
     label: Option<String>,
     size: u64,
+    /// Set when the filesystem failed to open: its directory shows this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HiddenJson {
+    partition: Option<u32>,
+    #[serde(rename = "type")]
+    table_type: Option<String>,
+    size: u64,
+    reason: String,
 }
 
 pub fn run(image: &ImageArgs, json: bool) -> Result<()> {
-    let tree = image.open_tree()?;
+    let vfs = image.open_vfs()?;
+    let listing = listing(&vfs);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&listing(&tree)).expect("listing serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&listing).expect("listing serializes"));
     } else {
-        print_tree(&tree);
+        print_tree(&listing);
     }
     Ok(())
 }
 
-fn listing(tree: &CheckpointTree) -> Listing {
-    Listing {
-        checkpoints: tree
-            .checkpoints
-            .iter()
-            .map(|c| CheckpointJson {
+fn listing(vfs: &Vfs) -> Listing {
+    let tree = vfs.tree();
+    let checkpoints = tree
+        .checkpoints
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            let (mut volumes, mut hidden, mut error) = (Vec::new(), Vec::new(), None);
+            match vfs.volumes(ci) {
+                Ok(v) => v.entries.iter().for_each(|e| describe(e, &mut volumes, &mut hidden)),
+                Err(e) => error = Some(e.to_string()),
+            }
+            CheckpointJson {
                 name: c.name.clone(),
                 file: c.path.display().to_string(),
                 parent: c.parent.map(|p| tree.checkpoints[p].name.clone()),
                 created: humantime::format_rfc3339_seconds(c.modified).to_string(),
                 current: c.current,
                 depth: c.depth,
-                volumes: Vec::new(),
-            })
-            .collect(),
+                volumes,
+                hidden_partitions: hidden,
+                error,
+            }
+        })
+        .collect();
+    Listing { checkpoints }
+}
+
+fn describe(e: &VolumeEntry, volumes: &mut Vec<VolumeJson>, hidden: &mut Vec<HiddenJson>) {
+    match &e.content {
+        Content::Filesystem { dir, fs } => volumes.push(VolumeJson {
+            dir: dir.clone(),
+            partition: e.partition,
+            filesystem: fs.type_name().to_string(),
+            label: fs.label(),
+            size: e.size,
+            error: None,
+        }),
+        Content::Broken { dir, fs_type, error } => volumes.push(VolumeJson {
+            dir: dir.clone(),
+            partition: e.partition,
+            filesystem: fs_type.to_string(),
+            label: None,
+            size: e.size,
+            error: Some(error.clone()),
+        }),
+        Content::Hidden { what } => hidden.push(HiddenJson {
+            partition: e.partition,
+            table_type: e.table_type.clone(),
+            size: e.size,
+            reason: what.clone(),
+        }),
     }
 }
 
-/// One line per checkpoint, indented under its parent.
-fn print_tree(tree: &CheckpointTree) {
-    let width = tree
-        .checkpoints
-        .iter()
-        .map(|c| c.name.len() + 2 * (c.depth - 1))
-        .max()
-        .unwrap_or(0);
-    for c in &tree.checkpoints {
-        let label = format!("{}{}", "  ".repeat(c.depth - 1), c.name);
+/// Each checkpoint indented under its parent, its volumes under it.
+fn print_tree(listing: &Listing) {
+    for c in &listing.checkpoints {
+        let indent = "  ".repeat(c.depth - 1);
         let mark = if c.current { "  (current)" } else { "" };
-        println!("{label:<width$}  {}{mark}", c.path.display());
+        println!("{indent}{}  {}{mark}", c.name, c.file);
+        for v in &c.volumes {
+            let label = v.label.as_deref().map(|l| format!("  \"{l}\"")).unwrap_or_default();
+            let problem = v.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default();
+            println!("{indent}    {:<24} {:<6} {}{label}{problem}", v.dir, v.filesystem, human_bytes(v.size));
+        }
+        for h in &c.hidden_partitions {
+            let p = h.partition.map(|n| format!("p{n}")).unwrap_or_else(|| "disk".into());
+            let what = match h.table_type.as_deref() {
+                Some(t) if t.starts_with(&h.reason) => t.to_string(),
+                Some(t) => format!("{t}: {}", h.reason),
+                None => h.reason.clone(),
+            };
+            println!("{indent}    {p:<24} not shown: {what}");
+        }
+        if let Some(e) = &c.error {
+            println!("{indent}    error: {e}");
+        }
     }
 }

@@ -1,15 +1,19 @@
 //! The command line: argument definitions and one module per command.
 
 mod cat;
+mod cp;
 mod info;
 mod list;
+mod ls;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::chain::{CheckpointTree, DiscoverOptions};
-use crate::Result;
+use crate::fs::FsOptions;
+use crate::vfs::Vfs;
+use crate::{Error, Result};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,12 +46,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a file of the checkpoint tree to stdout, e.g. `<checkpoint>/disk.img`.
+    /// List a directory of the tree: `<checkpoint>/<volume>/<guest path>`.
+    Ls {
+        #[command(flatten)]
+        image: ImageArgs,
+        /// Path inside the tree, as the mount shows it (default: the list of checkpoints).
+        #[arg(default_value = "")]
+        path: String,
+        /// Long format: type, permissions, links, owner, size, modification time.
+        #[arg(short = 'l')]
+        long: bool,
+        /// List subdirectories too.
+        #[arg(short = 'R')]
+        recursive: bool,
+    },
+    /// Write a file of the tree to stdout, e.g. `<checkpoint>/disk.img`.
     Cat {
         #[command(flatten)]
         image: ImageArgs,
         /// Path inside the tree, as the mount shows it.
         path: String,
+    },
+    /// Copy files or trees out of the tree, keeping bytes, times and symlinks.
+    Cp {
+        #[command(flatten)]
+        image: ImageArgs,
+        /// Copy directories and their contents.
+        #[arg(short = 'r', short_alias = 'R', long = "recursive")]
+        recursive: bool,
+        /// Paths inside the tree, then the destination on this machine.
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
     },
 }
 
@@ -63,20 +92,29 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     pub fn open_tree(&self) -> Result<CheckpointTree> {
-        CheckpointTree::discover(
-            &self.image,
-            &DiscoverOptions {
-                search_dirs: self.search_dirs.clone(),
-            },
-        )
+        CheckpointTree::discover(&self.image, &DiscoverOptions { search_dirs: self.search_dirs.clone() })
     }
+
+    pub fn open_vfs(&self) -> Result<Vfs> {
+        Ok(Vfs::new(self.open_tree()?, FsOptions::default()))
+    }
+}
+
+/// Say which path of the tree an error concerns.
+pub(crate) fn in_path(path: &str, e: Error) -> Error {
+    Error::InPath { path: path.to_string(), source: Box::new(e) }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { file, json } => info::run(&file, json),
         Command::List { image, json } => list::run(&image, json),
+        Command::Ls { image, path, long, recursive } => ls::run(&image, &path, &ls::Options { long, recursive }),
         Command::Cat { image, path } => cat::run(&image, &path),
+        Command::Cp { image, recursive, mut paths } => {
+            let dest = std::path::PathBuf::from(paths.pop().expect("clap requires two paths"));
+            cp::run(&image, &paths, &dest, &cp::Options { recursive })
+        }
     }
 }
 

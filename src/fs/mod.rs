@@ -110,3 +110,18 @@ pub trait GuestFs: Send + Sync {
 
 /// Shared handle to a volume's bytes.
 pub type Volume = Arc<dyn ReadAt>;
+
+/// Choices the user makes about how filesystems are read.
+#[derive(Debug, Clone, Default)]
+pub struct FsOptions {}
+
+/// Open the filesystem `kind` on `volume`.
+pub fn open(kind: crate::volume::detect::FsType, volume: Volume, _opts: &FsOptions) -> Result<Arc<dyn GuestFs>> {
+    use crate::volume::detect::FsType;
+    Ok(match kind {
+        FsType::Ext => Arc::new(ext4::open(volume)?),
+        FsType::Ntfs | FsType::Fat => {
+            return Err(crate::Error::Filesystem { fs: "fs", what: "reader not built yet".into() })
+        }
+    })
+}

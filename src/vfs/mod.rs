@@ -1,42 +1,337 @@
 //! The virtual tree that both the CLI and the mount show:
-//! `<checkpoint>/disk.img` is the checkpoint's whole virtual disk.
+//!
+//! ```text
+//! /<checkpoint>/disk.img              the checkpoint's whole virtual disk
+//! /<checkpoint>/<volume>/<guest path> a guest filesystem
+//! ```
+//!
+//! Nodes are numbered (inode numbers for FUSE) as they are first seen, and keep their
+//! number for the life of the tree; guest nodes are keyed by the filesystem's own node
+//! id, so hard links share one number. A checkpoint's disk and volumes are opened the
+//! first time something inside it is asked for, so opening the tree stays fast at any
+//! chain depth.
 
-use crate::chain::CheckpointTree;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+use crate::cache::Cache;
+use crate::chain::{CheckpointTree, LayeredDisk};
+use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId};
+use crate::io::ReadAt;
+use crate::volume::{self, Content, Volumes};
 use crate::{Error, Result};
 
 /// Name of the raw-disk file inside each checkpoint directory.
 pub const DISK_IMAGE: &str = "disk.img";
 
-/// What a path in the virtual tree names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Entry {
+/// A node number, as FUSE calls it.
+pub type Ino = u64;
+pub const ROOT: Ino = 1;
+
+/// Directories whose name index is kept, for lookups in large directories.
+const CACHED_NAME_INDEXES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Node {
     Root,
     Checkpoint(usize),
     DiskImage(usize),
+    /// The root directory of volume `.1` of checkpoint `.0`.
+    Volume(usize, usize),
+    Guest(usize, usize, NodeId),
 }
 
-/// Resolve a `/`-separated path (leading and repeated slashes ignored).
-pub fn resolve(tree: &CheckpointTree, path: &str) -> Result<Entry> {
-    let parts: Vec<&str> = path
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    let not_found = || Error::NotFound(path.to_string());
-    match parts.as_slice() {
-        [] => Ok(Entry::Root),
-        [name, rest @ ..] => {
-            let index = tree.find(name).ok_or_else(|| {
-                let names: Vec<&str> = tree.checkpoints.iter().map(|c| c.name.as_str()).collect();
-                Error::NotFound(format!(
-                    "{path} (no checkpoint {name:?}; the checkpoints are {})",
-                    names.join(", ")
-                ))
-            })?;
-            match rest {
-                [] => Ok(Entry::Checkpoint(index)),
-                [file] if *file == DISK_IMAGE => Ok(Entry::DiskImage(index)),
-                _ => Err(not_found()),
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub ino: Ino,
+    pub kind: FileKind,
+}
+
+/// What a checkpoint opens on first use.
+#[derive(Default)]
+struct Opened {
+    disk: OnceLock<Arc<LayeredDisk>>,
+    /// The error is kept as text: it is reported again on every access.
+    volumes: OnceLock<std::result::Result<Arc<Volumes>, String>>,
+}
+
+/// Node numbers, both ways.
+#[derive(Default)]
+struct Numbers {
+    by_node: HashMap<Node, Ino>,
+    nodes: Vec<Node>,
+}
+
+pub struct Vfs {
+    tree: CheckpointTree,
+    fs_options: FsOptions,
+    opened: Vec<Opened>,
+    numbers: Mutex<Numbers>,
+    /// Directory → its entries by (folded) name.
+    name_indexes: Cache<Ino, Arc<HashMap<Vec<u8>, usize>>>,
+    uid: u32,
+    gid: u32,
+}
+
+impl Vfs {
+    pub fn new(tree: CheckpointTree, fs_options: FsOptions) -> Self {
+        let opened = tree.checkpoints.iter().map(|_| Opened::default()).collect();
+        let vfs = Vfs {
+            tree,
+            fs_options,
+            opened,
+            numbers: Mutex::new(Numbers::default()),
+            name_indexes: Cache::new(CACHED_NAME_INDEXES),
+            // Virtual nodes belong to whoever runs ckptfs.
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+        };
+        assert_eq!(vfs.ino(Node::Root), ROOT);
+        vfs
+    }
+
+    pub fn tree(&self) -> &CheckpointTree {
+        &self.tree
+    }
+
+    fn ino(&self, node: Node) -> Ino {
+        let mut n = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&ino) = n.by_node.get(&node) {
+            return ino;
+        }
+        n.nodes.push(node);
+        let ino = n.nodes.len() as Ino;
+        n.by_node.insert(node, ino);
+        ino
+    }
+
+    fn node(&self, ino: Ino) -> Result<Node> {
+        let n = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
+        ino.checked_sub(1)
+            .and_then(|i| n.nodes.get(i as usize))
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("node {ino}")))
+    }
+
+    /// The whole virtual disk of checkpoint `ci`.
+    pub fn disk(&self, ci: usize) -> Arc<LayeredDisk> {
+        self.opened[ci].disk.get_or_init(|| Arc::new(self.tree.disk(ci))).clone()
+    }
+
+    /// The volumes of checkpoint `ci`, found and opened on first use.
+    pub fn volumes(&self, ci: usize) -> Result<Arc<Volumes>> {
+        self.opened[ci]
+            .volumes
+            .get_or_init(|| {
+                let disk = self.disk(ci);
+                let sector = disk.logical_sector_size();
+                volume::discover(disk, sector, &self.fs_options).map(Arc::new).map_err(|e| {
+                    let msg = format!("{}: {e}", self.tree.checkpoints[ci].name);
+                    log::warn!("{msg}");
+                    msg
+                })
+            })
+            .clone()
+            .map_err(|what| Error::Filesystem { fs: "volumes", what })
+    }
+
+    /// The opened filesystem of volume `vi` of checkpoint `ci`.
+    fn guest(&self, ci: usize, vi: usize) -> Result<Arc<dyn GuestFs>> {
+        let volumes = self.volumes(ci)?;
+        match &volumes.entries[vi].content {
+            Content::Filesystem { fs, .. } => Ok(fs.clone()),
+            Content::Broken { dir, error, .. } => Err(Error::Filesystem {
+                fs: "volume",
+                what: format!("{}/{dir}: {error}", self.tree.checkpoints[ci].name),
+            }),
+            Content::Hidden { what } => Err(Error::NotFound(what.clone())),
+        }
+    }
+
+    /// The guest node behind a volume or guest node.
+    fn guest_node(&self, node: Node) -> Option<(usize, usize, Option<NodeId>)> {
+        match node {
+            Node::Volume(ci, vi) => Some((ci, vi, None)),
+            Node::Guest(ci, vi, id) => Some((ci, vi, Some(id))),
+            _ => None,
+        }
+    }
+
+    fn guest_to_node(&self, ci: usize, vi: usize, fs: &dyn GuestFs, id: NodeId) -> Node {
+        if id == fs.root() {
+            Node::Volume(ci, vi)
+        } else {
+            Node::Guest(ci, vi, id)
+        }
+    }
+
+    fn dir_attr(&self, ino: Ino, time: SystemTime, nlink: u32) -> Attr {
+        Attr {
+            node: ino,
+            kind: FileKind::Dir,
+            size: 0,
+            blocks: 0,
+            perm: 0o555,
+            uid: self.uid,
+            gid: self.gid,
+            nlink,
+            rdev: 0,
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: None,
+        }
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let node = self.node(ino)?;
+        match node {
+            Node::Root => {
+                let newest = self.tree.checkpoints.iter().map(|c| c.modified).max().unwrap_or(SystemTime::UNIX_EPOCH);
+                Ok(self.dir_attr(ino, newest, 2))
+            }
+            Node::Checkpoint(ci) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
+            Node::DiskImage(ci) => {
+                let c = &self.tree.checkpoints[ci];
+                let size = c.file.metadata.virtual_size;
+                Ok(Attr {
+                    kind: FileKind::File,
+                    size,
+                    blocks: size.div_ceil(512),
+                    perm: 0o444,
+                    nlink: 1,
+                    ..self.dir_attr(ino, c.modified, 1)
+                })
+            }
+            Node::Volume(ci, vi) => match self.guest(ci, vi) {
+                Ok(fs) => Ok(Attr { node: ino, ..fs.attr(fs.root())? }),
+                // A volume that failed to open is still a directory; entering it fails.
+                Err(_) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
+            },
+            Node::Guest(ci, vi, id) => {
+                let fs = self.guest(ci, vi)?;
+                Ok(Attr { node: ino, ..fs.attr(id)? })
             }
         }
+    }
+
+    /// The entries of directory `ino`.
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
+        let node = self.node(ino)?;
+        let entry = |name: &str, node: Node, kind| Entry { name: name.into(), ino: self.ino(node), kind };
+        match node {
+            Node::Root => Ok((0..self.tree.checkpoints.len())
+                .map(|ci| entry(&self.tree.checkpoints[ci].name, Node::Checkpoint(ci), FileKind::Dir))
+                .collect()),
+            Node::Checkpoint(ci) => {
+                let mut out = vec![entry(DISK_IMAGE, Node::DiskImage(ci), FileKind::File)];
+                // A disk whose table cannot be read still shows its raw image.
+                if let Ok(volumes) = self.volumes(ci) {
+                    for (vi, v) in volumes.entries.iter().enumerate() {
+                        if let Some(dir) = v.dir() {
+                            out.push(entry(dir, Node::Volume(ci, vi), FileKind::Dir));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Node::DiskImage(ci) => Err(Error::NotADirectory(format!("{}/{DISK_IMAGE}", self.tree.checkpoints[ci].name))),
+            Node::Volume(..) | Node::Guest(..) => {
+                let (ci, vi, id) = self.guest_node(node).unwrap();
+                let fs = self.guest(ci, vi)?;
+                let dir = id.unwrap_or_else(|| fs.root());
+                Ok(fs
+                    .read_dir(dir)?
+                    .iter()
+                    .map(|e| Entry {
+                        name: e.name.clone(),
+                        ino: self.ino(self.guest_to_node(ci, vi, fs.as_ref(), e.node)),
+                        kind: e.kind,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The attributes of `name` in directory `parent`.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        let node = self.node(parent)?;
+        let fold = match self.guest_node(node) {
+            Some((ci, vi, _)) => self.guest(ci, vi)?.case_insensitive(),
+            None => false,
+        };
+        let key = name_key(name, fold);
+        let entries = self.readdir(parent)?;
+        let index = self.name_indexes.get_or_try_insert(parent, || {
+            Ok::<_, Error>(Arc::new(entries.iter().enumerate().map(|(i, e)| (name_key(&e.name, fold), i)).collect()))
+        })?;
+        match index.get(&key).and_then(|&i| entries.get(i)) {
+            Some(e) => self.getattr(e.ino),
+            None => Err(Error::NotFound(name.to_string_lossy().into_owned())),
+        }
+    }
+
+    pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self.node(ino)? {
+            Node::DiskImage(ci) => {
+                let disk = self.disk(ci);
+                let n = disk.size().saturating_sub(offset).min(buf.len() as u64) as usize;
+                disk.read_at(offset, &mut buf[..n])?;
+                Ok(n)
+            }
+            Node::Guest(ci, vi, id) => self.guest(ci, vi)?.read(id, offset, buf),
+            _ => Err(Error::IsADirectory(format!("node {ino}"))),
+        }
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<OsString> {
+        match self.node(ino)? {
+            Node::Guest(ci, vi, id) => self.guest(ci, vi)?.read_link(id),
+            _ => Err(Error::NotASymlink(format!("node {ino}"))),
+        }
+    }
+
+    /// Sizes for `statfs` of the filesystem holding `ino`.
+    pub fn stats(&self, ino: Ino) -> Result<FsStats> {
+        match self.guest_node(self.node(ino)?) {
+            Some((ci, vi, _)) => Ok(self.guest(ci, vi)?.stats()),
+            None => Ok(FsStats { block_size: 4096, ..FsStats::default() }),
+        }
+    }
+
+    /// The node at `path` (`/`-separated, relative to the root; empty parts and `.`
+    /// ignored).
+    pub fn resolve(&self, path: &str) -> Result<Ino> {
+        let mut ino = ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            ino = match self.lookup(ino, OsStr::new(part)) {
+                Ok(a) => a.node,
+                Err(Error::NotFound(_)) if ino == ROOT => {
+                    let names: Vec<&str> = self.tree.checkpoints.iter().map(|c| c.name.as_str()).collect();
+                    return Err(Error::NotFound(format!(
+                        "{path} (no checkpoint {part:?}; the checkpoints are {})",
+                        names.join(", ")
+                    )));
+                }
+                Err(Error::NotFound(_)) => return Err(Error::NotFound(path.to_string())),
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(ino)
+    }
+}
+
+/// The lookup key of a name: its bytes, or for a case-insensitive filesystem its upper
+/// case (Unicode simple case mapping, an approximation of NTFS's upcase table that
+/// agrees with it on every letter Windows users type).
+fn name_key(name: &OsStr, fold: bool) -> Vec<u8> {
+    if fold {
+        name.to_string_lossy().to_uppercase().into_bytes()
+    } else {
+        name.as_encoded_bytes().to_vec()
     }
 }
