@@ -131,7 +131,7 @@ impl Vfs {
                 let sector = disk.logical_sector_size();
                 volume::discover(disk, sector, &self.fs_options).map(Arc::new).map_err(|e| {
                     let msg = format!("{}: {e}", self.tree.checkpoints[ci].name);
-                    log::warn!("{msg}");
+                    log::debug!("{msg}");
                     msg
                 })
             })
@@ -260,6 +260,12 @@ impl Vfs {
     /// The attributes of `name` in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let node = self.node(parent)?;
+        // The raw disk needs no volume opened.
+        if let Node::Checkpoint(ci) = node {
+            if name == DISK_IMAGE {
+                return self.getattr(self.ino(Node::DiskImage(ci)));
+            }
+        }
         let fold = match self.guest_node(node) {
             Some((ci, vi, _)) => self.guest(ci, vi)?.case_insensitive(),
             None => false,

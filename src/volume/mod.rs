@@ -68,7 +68,7 @@ impl Volumes {
 pub fn discover(disk: Arc<dyn ReadAt>, sector_size: u32, opts: &FsOptions) -> Result<Volumes> {
     let table = read_partition_table(disk.as_ref(), sector_size)?;
     for w in &table.warnings {
-        log::warn!("partition table: {w}");
+        log::info!("partition table: {w}");
     }
     let mut entries = Vec::new();
     if table.kind == TableKind::None {
@@ -112,7 +112,7 @@ fn examine(
                     Content::Filesystem { dir, fs }
                 }
                 Err(e) => {
-                    log::warn!("{base}: {e}");
+                    log::debug!("{base}: {e}");
                     Content::Broken { dir: base, fs_type: fs_type_name(kind), error: e.to_string() }
                 }
             },
