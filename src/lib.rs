@@ -13,6 +13,7 @@ pub mod error;
 pub mod format;
 pub mod fs;
 pub mod io;
+pub mod mount;
 pub mod vfs;
 pub mod volume;
 

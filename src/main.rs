@@ -12,7 +12,9 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    // fatfs warns about harmless layout choices of mkfs.fat on every volume.
+    let filter = format!("{level},fatfs=error");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp(None)
         .init();
     match run(cli) {

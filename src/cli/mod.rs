@@ -5,12 +5,14 @@ mod cp;
 mod info;
 mod list;
 mod ls;
+mod mount;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::chain::{CheckpointTree, DiscoverOptions};
+use crate::fs::fat::FatTimeZone;
 use crate::fs::FsOptions;
 use crate::vfs::Vfs;
 use crate::{Error, Result};
@@ -78,6 +80,18 @@ pub enum Command {
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },
+    /// Mount the tree read-only: MOUNTPOINT/<checkpoint>/<volume>/...
+    ///
+    /// Returns once the mount is ready and serves it in the background (FUSE), unless -f.
+    Mount(mount::MountArgs),
+    /// End a mount made by `ckptfs mount`.
+    Umount {
+        /// Where the tree is mounted.
+        mountpoint: PathBuf,
+        /// Detach now even if files are open there; the mount ends when they close.
+        #[arg(short = 'z', long)]
+        lazy: bool,
+    },
 }
 
 /// Any file of a checkpoint tree, and where else to look for its relatives.
@@ -88,33 +102,56 @@ pub struct ImageArgs {
     /// Also look in DIR for parents and children (repeatable).
     #[arg(long = "search-dir", value_name = "DIR")]
     pub search_dirs: Vec<PathBuf>,
+    /// The zone FAT's local times were written in: utc, local, or an offset such as
+    /// +01:00. FAT records no zone; the default shows its times as if they were UTC.
+    #[arg(long = "fat-time-zone", value_name = "ZONE", default_value = "utc")]
+    pub fat_time_zone: FatTimeZone,
 }
 
 impl ImageArgs {
     pub fn open_tree(&self) -> Result<CheckpointTree> {
-        CheckpointTree::discover(&self.image, &DiscoverOptions { search_dirs: self.search_dirs.clone() })
+        CheckpointTree::discover(
+            &self.image,
+            &DiscoverOptions {
+                search_dirs: self.search_dirs.clone(),
+            },
+        )
     }
 
     pub fn open_vfs(&self) -> Result<Vfs> {
-        Ok(Vfs::new(self.open_tree()?, FsOptions::default()))
+        Ok(Vfs::new(self.open_tree()?, FsOptions { fat_time_zone: self.fat_time_zone }))
     }
 }
 
 /// Say which path of the tree an error concerns.
 pub(crate) fn in_path(path: &str, e: Error) -> Error {
-    Error::InPath { path: path.to_string(), source: Box::new(e) }
+    Error::InPath {
+        path: path.to_string(),
+        source: Box::new(e),
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { file, json } => info::run(&file, json),
         Command::List { image, json } => list::run(&image, json),
-        Command::Ls { image, path, long, recursive } => ls::run(&image, &path, &ls::Options { long, recursive }),
+        Command::Ls {
+            image,
+            path,
+            long,
+            recursive,
+        } => ls::run(&image, &path, &ls::Options { long, recursive }),
         Command::Cat { image, path } => cat::run(&image, &path),
-        Command::Cp { image, recursive, mut paths } => {
+        Command::Cp {
+            image,
+            recursive,
+            mut paths,
+        } => {
             let dest = std::path::PathBuf::from(paths.pop().expect("clap requires two paths"));
             cp::run(&image, &paths, &dest, &cp::Options { recursive })
         }
+        Command::Mount(args) => mount::run(&args),
+        Command::Umount { mountpoint, lazy } => mount::umount(&mountpoint, lazy),
     }
 }
 

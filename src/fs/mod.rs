@@ -3,6 +3,8 @@
 //! [`GuestFs`], that the virtual tree serves to both the CLI and the mount.
 
 pub mod ext4;
+pub mod fat;
+pub mod ntfs;
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -113,15 +115,17 @@ pub type Volume = Arc<dyn ReadAt>;
 
 /// Choices the user makes about how filesystems are read.
 #[derive(Debug, Clone, Default)]
-pub struct FsOptions {}
+pub struct FsOptions {
+    /// What zone FAT's zone-less local times are in.
+    pub fat_time_zone: fat::FatTimeZone,
+}
 
 /// Open the filesystem `kind` on `volume`.
-pub fn open(kind: crate::volume::detect::FsType, volume: Volume, _opts: &FsOptions) -> Result<Arc<dyn GuestFs>> {
+pub fn open(kind: crate::volume::detect::FsType, volume: Volume, opts: &FsOptions) -> Result<Arc<dyn GuestFs>> {
     use crate::volume::detect::FsType;
     Ok(match kind {
         FsType::Ext => Arc::new(ext4::open(volume)?),
-        FsType::Ntfs | FsType::Fat => {
-            return Err(crate::Error::Filesystem { fs: "fs", what: "reader not built yet".into() })
-        }
+        FsType::Fat => Arc::new(fat::open(volume, opts.fat_time_zone)?),
+        FsType::Ntfs => Arc::new(ntfs::open(volume)?),
     })
 }

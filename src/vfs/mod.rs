@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use crate::cache::Cache;
+use crate::chain::layered_disk::DEFAULT_CACHED_RUNS;
 use crate::chain::{CheckpointTree, LayeredDisk};
 use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId};
 use crate::io::ReadAt;
@@ -73,6 +74,8 @@ pub struct Vfs {
     numbers: Mutex<Numbers>,
     /// Directory → its entries by (folded) name.
     name_indexes: Cache<Ino, Arc<HashMap<Vec<u8>, usize>>>,
+    /// Bound of each checkpoint disk's resolved-run cache.
+    cached_runs: usize,
     uid: u32,
     gid: u32,
 }
@@ -86,12 +89,20 @@ impl Vfs {
             opened,
             numbers: Mutex::new(Numbers::default()),
             name_indexes: Cache::new(CACHED_NAME_INDEXES),
+            cached_runs: DEFAULT_CACHED_RUNS,
             // Virtual nodes belong to whoever runs ckptfs.
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
         };
         assert_eq!(vfs.ino(Node::Root), ROOT);
         vfs
+    }
+
+    /// Bound each checkpoint disk's cache of resolved runs (see [`LayeredDisk`]) to
+    /// `runs` entries; takes effect for disks not opened yet.
+    pub fn with_cached_runs(mut self, runs: usize) -> Self {
+        self.cached_runs = runs;
+        self
     }
 
     pub fn tree(&self) -> &CheckpointTree {
@@ -119,7 +130,10 @@ impl Vfs {
 
     /// The whole virtual disk of checkpoint `ci`.
     pub fn disk(&self, ci: usize) -> Arc<LayeredDisk> {
-        self.opened[ci].disk.get_or_init(|| Arc::new(self.tree.disk(ci))).clone()
+        self.opened[ci]
+            .disk
+            .get_or_init(|| Arc::new(LayeredDisk::new(self.tree.layers(ci), self.cached_runs)))
+            .clone()
     }
 
     /// The volumes of checkpoint `ci`, found and opened on first use.
@@ -129,11 +143,13 @@ impl Vfs {
             .get_or_init(|| {
                 let disk = self.disk(ci);
                 let sector = disk.logical_sector_size();
-                volume::discover(disk, sector, &self.fs_options).map(Arc::new).map_err(|e| {
-                    let msg = format!("{}: {e}", self.tree.checkpoints[ci].name);
-                    log::debug!("{msg}");
-                    msg
-                })
+                volume::discover(disk, sector, &self.fs_options)
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        let msg = format!("{}: {e}", self.tree.checkpoints[ci].name);
+                        log::debug!("{msg}");
+                        msg
+                    })
             })
             .clone()
             .map_err(|what| Error::Filesystem { fs: "volumes", what })
@@ -191,7 +207,13 @@ impl Vfs {
         let node = self.node(ino)?;
         match node {
             Node::Root => {
-                let newest = self.tree.checkpoints.iter().map(|c| c.modified).max().unwrap_or(SystemTime::UNIX_EPOCH);
+                let newest = self
+                    .tree
+                    .checkpoints
+                    .iter()
+                    .map(|c| c.modified)
+                    .max()
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
                 Ok(self.dir_attr(ino, newest, 2))
             }
             Node::Checkpoint(ci) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
@@ -208,13 +230,19 @@ impl Vfs {
                 })
             }
             Node::Volume(ci, vi) => match self.guest(ci, vi) {
-                Ok(fs) => Ok(Attr { node: ino, ..fs.attr(fs.root())? }),
+                Ok(fs) => Ok(Attr {
+                    node: ino,
+                    ..fs.attr(fs.root())?
+                }),
                 // A volume that failed to open is still a directory; entering it fails.
                 Err(_) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
             },
             Node::Guest(ci, vi, id) => {
                 let fs = self.guest(ci, vi)?;
-                Ok(Attr { node: ino, ..fs.attr(id)? })
+                Ok(Attr {
+                    node: ino,
+                    ..fs.attr(id)?
+                })
             }
         }
     }
@@ -222,7 +250,11 @@ impl Vfs {
     /// The entries of directory `ino`.
     pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
         let node = self.node(ino)?;
-        let entry = |name: &str, node: Node, kind| Entry { name: name.into(), ino: self.ino(node), kind };
+        let entry = |name: &str, node: Node, kind| Entry {
+            name: name.into(),
+            ino: self.ino(node),
+            kind,
+        };
         match node {
             Node::Root => Ok((0..self.tree.checkpoints.len())
                 .map(|ci| entry(&self.tree.checkpoints[ci].name, Node::Checkpoint(ci), FileKind::Dir))
@@ -239,7 +271,10 @@ impl Vfs {
                 }
                 Ok(out)
             }
-            Node::DiskImage(ci) => Err(Error::NotADirectory(format!("{}/{DISK_IMAGE}", self.tree.checkpoints[ci].name))),
+            Node::DiskImage(ci) => Err(Error::NotADirectory(format!(
+                "{}/{DISK_IMAGE}",
+                self.tree.checkpoints[ci].name
+            ))),
             Node::Volume(..) | Node::Guest(..) => {
                 let (ci, vi, id) = self.guest_node(node).unwrap();
                 let fs = self.guest(ci, vi)?;
@@ -273,7 +308,13 @@ impl Vfs {
         let key = name_key(name, fold);
         let entries = self.readdir(parent)?;
         let index = self.name_indexes.get_or_try_insert(parent, || {
-            Ok::<_, Error>(Arc::new(entries.iter().enumerate().map(|(i, e)| (name_key(&e.name, fold), i)).collect()))
+            Ok::<_, Error>(Arc::new(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| (name_key(&e.name, fold), i))
+                    .collect(),
+            ))
         })?;
         match index.get(&key).and_then(|&i| entries.get(i)) {
             Some(e) => self.getattr(e.ino),
@@ -305,7 +346,10 @@ impl Vfs {
     pub fn stats(&self, ino: Ino) -> Result<FsStats> {
         match self.guest_node(self.node(ino)?) {
             Some((ci, vi, _)) => Ok(self.guest(ci, vi)?.stats()),
-            None => Ok(FsStats { block_size: 4096, ..FsStats::default() }),
+            None => Ok(FsStats {
+                block_size: 4096,
+                ..FsStats::default()
+            }),
         }
     }
 

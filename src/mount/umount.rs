@@ -1,0 +1,128 @@
+//! `ckptfs umount MOUNTPOINT`: end a ckptfs mount, as root directly and as an
+//! ordinary user through fusermount3. The serving process notices and exits.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::mountinfo::{self, MountEntry};
+use super::options::SUBTYPE;
+use crate::{Error, Result};
+
+pub fn umount(path: &Path, lazy: bool) -> Result<()> {
+    let entry = find(path)?;
+    let fs_type = format!("fuse.{SUBTYPE}");
+    if entry.fs_type != fs_type {
+        return Err(Error::Usage(format!(
+            "{}: not a ckptfs mount (it is {})",
+            path.display(),
+            entry.fs_type
+        )));
+    }
+    let c = std::ffi::CString::new(entry.mount_point.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Usage(format!("{}: path contains a NUL byte", path.display())))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Only root may unmount directly; the setuid helper lets the user who mounted.
+        Some(libc::EPERM) => fusermount(&entry.mount_point, lazy),
+        Some(libc::EBUSY) => Err(busy(path)),
+        _ => Err(Error::Io {
+            path: path.into(),
+            what: "cannot unmount".into(),
+            source: e,
+        }),
+    }
+}
+
+fn busy(path: &Path) -> Error {
+    Error::Usage(format!(
+        "{}: busy (a process has a file open or its working directory there); close them, or use --lazy",
+        path.display()
+    ))
+}
+
+/// The mount at `path`. The path is made absolute without resolving it first: a mount
+/// whose server died cannot be stat'ed, and must still be found to be removed.
+fn find(path: &Path) -> Result<MountEntry> {
+    let absolute = std::path::absolute(path).map_err(|source| Error::Io {
+        path: path.into(),
+        what: "bad path".into(),
+        source,
+    })?;
+    let lexical = normalize(&absolute);
+    mountinfo::find(&lexical)
+        .or_else(|| {
+            let parent = lexical.parent()?.canonicalize().ok()?;
+            mountinfo::find(&parent.join(lexical.file_name()?))
+        })
+        .or_else(|| mountinfo::find(&path.canonicalize().ok()?))
+        .ok_or_else(|| Error::Usage(format!("{}: not mounted", path.display())))
+}
+
+/// `a/./b/../c` → `a/c`, without looking at the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fusermount(mount_point: &Path, lazy: bool) -> Result<()> {
+    let mut last_err = None;
+    for helper in ["fusermount3", "fusermount"] {
+        let mut cmd = Command::new(helper);
+        cmd.arg("-u");
+        if lazy {
+            cmd.arg("-z");
+        }
+        match cmd.arg("--").arg(mount_point).output() {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => {
+                let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if msg.contains("busy") {
+                    return Err(busy(mount_point));
+                }
+                return Err(Error::Usage(if msg.is_empty() {
+                    format!("{helper} -u failed")
+                } else {
+                    msg
+                }));
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(Error::Io {
+        path: mount_point.into(),
+        what: "cannot unmount as a user without fusermount3 (package fuse3)".into(),
+        source: last_err.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_without_the_filesystem() {
+        assert_eq!(normalize(Path::new("/a/./b/../c/")), Path::new("/a/c"));
+        assert_eq!(normalize(Path::new("/../x")), Path::new("/x"));
+    }
+
+    #[test]
+    fn an_unmounted_directory_is_reported() {
+        let dir = std::env::temp_dir();
+        let e = umount(&dir.join("surely-not-a-mount-point-of-ckptfs"), false).unwrap_err();
+        assert!(e.to_string().ends_with("not mounted"), "{e}");
+    }
+}
