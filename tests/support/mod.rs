@@ -1,0 +1,7 @@
+//! Test support shared by the integration tests and `examples/make_fixtures.rs`.
+//!
+//! Each test binary uses only part of this, hence the blanket allow.
+#![allow(dead_code)]
+
+pub mod model;
+pub mod vhdx_writer;
