@@ -133,6 +133,7 @@ fn print_tree(listing: &Listing) {
         for h in &c.hidden_partitions {
             let p = h.partition.map(|n| format!("p{n}")).unwrap_or_else(|| "disk".into());
             let what = match h.table_type.as_deref() {
+                Some(t) if h.reason.starts_with(t) => h.reason.clone(),
                 Some(t) if t.starts_with(&h.reason) => t.to_string(),
                 Some(t) => format!("{t}: {}", h.reason),
                 None => h.reason.clone(),
