@@ -214,3 +214,21 @@ fn unknown_paths_in_the_tree() {
     let out = ckptfs(["cat", img.path.to_str().unwrap(), "01_current"]).failed();
     assert!(out.stderr.contains("is a directory"), "{}", out.stderr);
 }
+
+/// A reader that goes away (`| head`) ends ckptfs quietly: no panic, no message.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let Some(img) = qemu_image() else { return };
+    // The reader closes its end at once, so ckptfs's first write meets EPIPE.
+    let script = format!(
+        "'{}' cat '{}' 01_current/disk.img | (exec 0<&-; sleep 0.3)",
+        env!("CARGO_BIN_EXE_ckptfs"),
+        img.path.display()
+    );
+    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    let script = format!("'{}' list '{}' | (exec 0<&-; sleep 0.3)", env!("CARGO_BIN_EXE_ckptfs"), img.path.display());
+    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
