@@ -139,21 +139,6 @@ impl Model {
         out
     }
 
-    /// Copies `len` bytes at `offset` from another model of the same geometry
-    /// (used for copy-up of parent data into a child's block).
-    pub fn copy_from(&mut self, other: &Model, offset: u64, len: u64) {
-        self.check_range(offset, len);
-        self.zero(offset, len);
-        let first = offset / PAGE;
-        let end = (offset + len).div_ceil(PAGE);
-        for (&k, p) in other.pages.range(first..end) {
-            let ps = k * PAGE;
-            let a = offset.max(ps);
-            let b = (offset + len).min(ps + PAGE);
-            self.put(a, &p[(a - ps) as usize..(b - ps) as usize]);
-        }
-    }
-
     /// Ranges (offset, len) that may hold non-zero data, merged, ascending —
     /// lets a test compare a large sparse disk quickly.
     pub fn data_ranges(&self) -> Vec<(u64, u64)> {
@@ -177,7 +162,12 @@ impl Model {
         let mut f = std::fs::File::create(path)?;
         for (off, len) in self.data_ranges() {
             f.seek(SeekFrom::Start(off))?;
-            f.write_all(&self.read(off, len as usize))?;
+            let mut at = off;
+            while at < off + len {
+                let n = (off + len - at).min(16 << 20);
+                f.write_all(&self.read(at, n as usize))?;
+                at += n;
+            }
         }
         f.set_len(self.size)?;
         f.sync_all()

@@ -1,0 +1,694 @@
+#!/usr/bin/env python3
+"""Cross-check the test-only VHDX writer (tests/support/) against readers
+nobody on this team wrote.
+
+It builds the fixtures with `cargo run --release --example make_fixtures`,
+then reads every checkpoint state with each independent reader and compares
+the result with the state's expected raw disk. Prints PASS/FAIL per state and
+reader, then which reader confirmed which writer feature; exits non-zero on
+any failure or on a feature no reader confirmed without a documented reason.
+
+Requirements (fresh Debian):
+    apt-get install qemu-utils 7zip        # qemu-img; 7zz (7-Zip >= 22), optional
+    pip install libvhdi-python dissect.hypervisor
+FATtools (pure Python) is pip-installed on first use if missing. A missing
+reader is reported as unavailable; the run then fails only if some feature
+ends up unconfirmed (without 7-Zip every feature is still confirmed).
+
+Readers and what they can do (established by running them and reading their
+sources; the manifest says per state which one applies and why):
+  qemu-img   fixed/dynamic, 512-byte sectors only, no differencing. Replays the
+             log when it may write (`qemu-img check -r all` on a copy); it even
+             replays before rejecting HasParent / 4 KiB sectors, so its
+             replayed copies feed the readers below.
+  libvhdi    all disk types and chains (set_parent), no log replay. Reads
+             UNDEFINED/ZERO/UNMAPPED blocks of differencing files from the
+             parent (a semantic difference) and consults the sector bitmap of
+             NOT_PRESENT blocks too (garbage where a chunk has no bitmap block).
+  dissect    all disk types and chains (parent via relative_path), no replay,
+             no BAT state 5; miscounts bitmap bytes when a child's partial
+             block sends an unaligned run to a partial parent.
+  7-Zip      all disk types and chains (parent by name), no replay, no BAT
+             state 5, rejects sizes with bit log2(sector size) set.
+  FATtools   its own log replayer (no wrap, no interleaved zero descriptors)
+             is the only one that reads entries with > 126 descriptors and
+             that checks entry Tail pointers; libvhdi reads its replayed copy.
+             Its reader handles fixed disks only (it drops NOT_PRESENT blocks).
+
+Comparison is exact, sector by sector (SEEK_DATA skips holes that are holes
+on both sides). A mismatch that lies entirely in a "semantic range" of the
+manifest (a UNDEFINED/ZERO/UNMAPPED block of a differencing file, which the
+project defines as zeros) and where the reader returned exactly what the disk
+holds if such blocks fall through to the parent (STEM.alt-transparent.raw) is
+reported as a SEMANTIC difference with offsets and bytes, not as a writer
+failure. States marked known-limitation run anyway; a mismatch there is
+reported but is not a failure, a pass counts as a confirmation.
+"""
+
+import argparse
+import bisect
+import fcntl
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHUNK = 4 << 20
+SECTOR = 512  # granularity of mismatch reports (divides both sector sizes)
+ZERO = bytes(CHUNK)
+MAX_DETAIL_BYTES = 256 << 20  # stop sector-level analysis after this much mismatch
+F_SETPIPE_SZ = 1031
+
+
+# ---------------------------------------------------------------------------
+# Readers: each returns an object with .size and .read(offset, n) -> bytes,
+# reading sequentially from 0 upwards (pipes cannot seek).
+# ---------------------------------------------------------------------------
+
+
+class Unavailable(Exception):
+    pass
+
+
+READER_TIMEOUT = 180  # seconds per reader and state; a hung reader is a failure
+
+
+class TimedOut(Exception):
+    pass
+
+
+class time_limit:
+    """Raises TimedOut inside the check (the readers run in-process; some
+    loop forever on input they do not expect)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def fire(*_):
+            raise TimedOut(f"no result after {self.seconds}s")
+
+        self.old = signal.signal(signal.SIGALRM, fire)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+        return False
+
+
+def data_extents(fd, size):
+    """[start, end) ranges of a sparse file that may hold data (SEEK_DATA);
+    everything else reads as zeros. Lets a 9 GiB mostly-hole image be
+    compared in a second without trusting anything but the filesystem."""
+    ext, off = [], 0
+    while off < size:
+        try:
+            d = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after off
+            break
+        if d >= size:
+            break
+        h = os.lseek(fd, d, os.SEEK_HOLE)
+        ext.append((d, min(h, size)))
+        off = h
+    return ext
+
+
+def overlaps(ext, off, n):
+    i = bisect.bisect_right(ext, (off + n, -1)) - 1
+    return i >= 0 and ext[i][1] > off
+
+
+class FileSource:
+    """A raw image file (qemu-img's output)."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
+        self.ext = data_extents(self.fd, self.size)
+
+    def is_hole(self, off, n):
+        return not overlaps(self.ext, off, n)
+
+    def read(self, off, n):
+        return os.pread(self.fd, n, off)
+
+    def close(self):
+        os.close(self.fd)
+
+
+class PipeSource:
+    """7-Zip extracting the disk to stdout."""
+
+    def __init__(self, argv, size):
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            fcntl.fcntl(self.p.stdout.fileno(), F_SETPIPE_SZ, 1 << 20)
+        except OSError:
+            pass
+        self.size = size
+        self.pos = 0
+        self.buf = bytearray(CHUNK)
+
+    def read(self, off, n):
+        assert off == self.pos, "pipe sources are sequential"
+        mv = memoryview(self.buf)[:n]
+        got = 0
+        fd = self.p.stdout.fileno()
+        while got < n:
+            k = os.readv(fd, [mv[got:]])
+            if k == 0:
+                break
+            got += k
+        self.pos += got
+        return bytes(mv[:got])
+
+    def close(self):
+        rest = self.p.stdout.read()
+        err = self.p.stderr.read().decode(errors="replace")
+        rc = self.p.wait()
+        if rest:
+            raise RuntimeError(f"reader produced {len(rest)} bytes more than the disk size")
+        if rc != 0:
+            raise RuntimeError(f"7-Zip exit {rc}: {err.strip()[-400:]}")
+
+
+class CallSource:
+    def __init__(self, size, read, close=lambda: None):
+        self.size = size
+        self.read = read
+        self.close = close
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
+
+
+def run(argv, check=True, **kw):
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(map(str, argv))}: exit {r.returncode}: "
+            f"{(r.stderr or r.stdout).decode(errors='replace').strip()[-400:]}"
+        )
+    return r
+
+
+def current_log_guid(path):
+    """LogGuid of the current header (sanity check that a replay happened)."""
+    best = None
+    with open(path, "rb") as f:
+        for off in (64 << 10, 128 << 10):
+            f.seek(off)
+            h = f.read(4096)
+            if h[:4] != b"head":
+                continue
+            seq = struct.unpack_from("<Q", h, 8)[0]
+            if best is None or seq > best[0]:
+                best = (seq, uuid.UUID(bytes_le=h[48:64]))
+    return best[1] if best else None
+
+
+class Workspace:
+    """Copies of dirty files replayed by qemu-img, shared by all readers."""
+
+    def __init__(self, fixtures_dir, tmp):
+        self.src = Path(fixtures_dir)
+        self.tmp = Path(tmp)
+        self.dirs = {}
+
+    def replayed_chain(self, state):
+        """A directory holding the state's chain with every dirty file
+        replayed by qemu-img (clean files are symlinks)."""
+        key = tuple(state["chain"])
+        if key in self.dirs:
+            d = self.dirs[key]
+            if isinstance(d, Exception):
+                raise d
+            return d
+        d = Path(tempfile.mkdtemp(prefix="replayed-", dir=self.tmp))
+        try:
+            self._replay_into(d, state)
+        except Exception as e:  # noqa: BLE001 - remembered for the next reader
+            self.dirs[key] = e
+            raise
+        self.dirs[key] = d
+        return d
+
+    def _replay_into(self, d, state):
+        for f in state["chain"]:
+            if f in state["dirty_files"]:
+                shutil.copyfile(self.src / f, d / f)
+                # Exit status is non-zero when qemu rejects HasParent/4 KiB
+                # after replaying; the header check below is what counts.
+                r = run(["qemu-img", "check", "-r", "all", "-f", "vhdx", str(d / f)], check=False)
+                g = current_log_guid(d / f)
+                if g is None or g.int != 0:
+                    raise RuntimeError(
+                        f"qemu-img did not replay {f}: "
+                        + (r.stderr or r.stdout).decode(errors="replace").strip()[-300:]
+                    )
+            else:
+                os.symlink(self.src / f, d / f)
+
+
+_fattools = None
+
+
+def import_fattools():
+    """FATtools is the only replayer that handles entries with > 126
+    descriptors; it is pure Python, so install it on first use rather than
+    fail a fresh machine that only has the two required packages."""
+    global _fattools
+    if _fattools is None:
+        try:
+            from FATtools import vhdxutils
+        except ImportError:
+            print("  (installing FATtools: python3 -m pip install fattools)", flush=True)
+            r = run([sys.executable, "-m", "pip", "install", "--quiet", "fattools"], check=False)
+            try:
+                from FATtools import vhdxutils
+            except ImportError:
+                raise Unavailable("pip install fattools failed: " + r.stderr.decode(errors="replace")[-200:])
+        _fattools = vhdxutils
+    return _fattools
+
+
+def open_reader(name, mode, state, ws):
+    """Returns a source for the state, or raises Unavailable."""
+    base = ws.src
+    # libvhdi, dissect and 7-Zip cannot replay: give them qemu's replayed copy.
+    if state["dirty_files"] and name in ("libvhdi", "dissect", "7zip"):
+        if not have("qemu-img"):
+            raise Unavailable("needs qemu-img to replay the log")
+        base = ws.replayed_chain(state)
+    top = base / state["file"]
+    size = state["virtual_size"]
+
+    if name == "qemu-img":
+        if not have("qemu-img"):
+            raise Unavailable("qemu-img not installed")
+        src = top
+        if mode == "replay-then-convert":
+            src = ws.tmp / ("qemu-replay-" + state["file"])
+            shutil.copyfile(top, src)
+            run(["qemu-img", "check", "-r", "all", "-f", "vhdx", str(src)])
+        raw = ws.tmp / ("qemu-" + state["file"] + ".raw")
+        run(["qemu-img", "convert", "-f", "vhdx", "-O", "raw", str(src), str(raw)])
+        s = FileSource(raw)
+
+        def close():
+            s_close()
+            raw.unlink()
+
+        s_close, s.close = s.close, close
+        return s
+
+    if name == "libvhdi":
+        try:
+            import pyvhdi
+        except ImportError:
+            raise Unavailable("pip install libvhdi-python")
+        files = []
+        for f in state["chain"]:
+            h = pyvhdi.file()
+            h.open(str(base / f))
+            files.append(h)
+        for child, parent in zip(files, files[1:]):
+            child.set_parent(parent)
+        top_h = files[0]
+        return CallSource(
+            top_h.get_media_size(),
+            lambda off, n: top_h.read_buffer_at_offset(n, off),
+            lambda: [h.close() for h in files],
+        )
+
+    if name == "dissect":
+        try:
+            from dissect.hypervisor.disk.vhdx import VHDX
+        except ImportError:
+            raise Unavailable("pip install dissect.hypervisor")
+        v = VHDX(Path(top))  # opens parents through relative_path
+
+        def read(off, n):
+            v.seek(off)
+            return v.read(n)
+
+        return CallSource(v.size, read)
+
+    if name == "7zip":
+        exe = shutil.which("7zz") or shutil.which("7z")
+        if not exe:
+            raise Unavailable("apt-get install 7zip (7zz)")
+        return PipeSource([exe, "e", "-so", "-tvhdx", str(top)], size)
+
+    if name == "fattools":
+        vhdxutils = import_fattools()
+        if mode == "replay-then-libvhdi":
+            # FATtools replays the log while opening read-write; its reader
+            # cannot read dynamic disks (drops NOT_PRESENT blocks), so libvhdi
+            # reads the replayed copy.
+            d = Path(tempfile.mkdtemp(prefix="fattools-", dir=ws.tmp))
+            shutil.copyfile(top, d / state["file"])
+            vhdxutils.Image(str(d / state["file"]), "r+b").close()
+            g = current_log_guid(d / state["file"])
+            if g is None or g.int != 0:
+                raise RuntimeError("FATtools did not replay the log")
+            ws2 = Workspace(d, ws.tmp)
+            return open_reader("libvhdi", "direct", dict(state, dirty_files=[]), ws2)
+        img = vhdxutils.Image(str(top), "rb")
+
+        def read(off, n):
+            img.seek(off)
+            return bytes(img.read(n))
+
+        return CallSource(img.size, read, img.close)
+
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------
+
+
+def merge(ranges):
+    out = []
+    for o, l in ranges:
+        if out and out[-1][0] + out[-1][1] == o:
+            out[-1][1] += l
+        else:
+            out.append([o, l])
+    return out
+
+
+def compare(src, state, fixtures_dir):
+    """Returns (mismatch sector ranges, got bytes by mismatch sector (first
+    few), total mismatched bytes, size problem)."""
+    size = state["virtual_size"]
+    exp_fd = os.open(fixtures_dir / state["expected_raw"], os.O_RDONLY)
+    exp_ext = data_extents(exp_fd, size)
+    is_hole = getattr(src, "is_hole", None)
+    bad = []
+    samples = {}
+    total_bad = 0
+    problem = None
+    if src.size != size:
+        problem = f"reader reports size {src.size}, expected {size}"
+    try:
+        for off in range(0, size, CHUNK):
+            n = min(CHUNK, size - off)
+            exp_zero = not overlaps(exp_ext, off, n)
+            if exp_zero and is_hole and is_hole(off, n):
+                continue
+            got = src.read(off, n)
+            exp = ZERO[:n] if exp_zero else os.pread(exp_fd, n, off)
+            if got == exp:
+                continue
+            if len(got) != n:
+                problem = f"short read at {off:#x}: {len(got)} of {n} bytes"
+                got = got + bytes(n - len(got))
+            if total_bad > MAX_DETAIL_BYTES:
+                bad.append((off, n))
+                total_bad += n
+                continue
+            gm, em = memoryview(got), memoryview(exp)
+            for s in range(0, n, SECTOR):
+                if gm[s : s + SECTOR] != em[s : s + SECTOR]:
+                    bad.append((off + s, SECTOR))
+                    total_bad += SECTOR
+                    if len(samples) < 4096:
+                        samples[off + s] = bytes(gm[s : s + SECTOR])
+    finally:
+        os.close(exp_fd)
+    return merge(bad), samples, total_bad, problem
+
+
+def classify(bad, samples, state, fixtures_dir):
+    """Splits mismatched sectors into semantic differences (inside a semantic
+    range, and the reader returned exactly what the disk holds if UNDEFINED/
+    ZERO/UNMAPPED blocks of differencing files fell through to the parent)
+    and real mismatches."""
+    sem = sorted(state["semantic_ranges"], key=lambda r: r["offset"])
+    starts = [r["offset"] for r in sem]
+    alt_fd = None
+    if state.get("alt_transparent_raw"):
+        alt_fd = os.open(fixtures_dir / state["alt_transparent_raw"], os.O_RDONLY)
+    semantic, real = [], []
+    try:
+        for o, l in bad:
+            for s in range(o, o + l, SECTOR):
+                i = bisect.bisect_right(starts, s) - 1
+                r = sem[i] if i >= 0 else None
+                inside = r is not None and s + SECTOR <= r["offset"] + r["length"]
+                got = samples.get(s)
+                if inside and got is not None and alt_fd is not None:
+                    if os.pread(alt_fd, SECTOR, s) == got:
+                        semantic.append((s, r))
+                        continue
+                real.append(s)
+    finally:
+        if alt_fd is not None:
+            os.close(alt_fd)
+    return semantic, real
+
+
+def hexs(b):
+    return b[:16].hex(" ")
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+READERS = ["qemu-img", "libvhdi", "dissect", "7zip", "fattools"]
+
+
+def build(outdir):
+    print(f"building fixtures into {outdir} ...", flush=True)
+    run(
+        ["cargo", "run", "--quiet", "--release", "--example", "make_fixtures", "--", str(outdir)],
+        cwd=ROOT,
+    )
+
+
+def control(state, fixtures_dir):
+    """A dirty file read without replay must NOT give the expected disk,
+    otherwise the log carries nothing a reader needs. Uses dissect."""
+    try:
+        from dissect.hypervisor.disk.vhdx import VHDX
+    except ImportError:
+        return "not run (dissect missing)"
+    try:
+        v = VHDX(Path(fixtures_dir / state["file"]))
+        src = CallSource(v.size, lambda off, n: (v.seek(off), v.read(n))[1])
+        bad, _, total, problem = compare(src, state, fixtures_dir)
+    except Exception as e:  # noqa: BLE001 - any failure means "not readable without replay"
+        return f"ok: unreadable without replay ({type(e).__name__}: {str(e)[:80]})"
+    if bad or problem:
+        return f"ok: without replay {total} bytes differ" + (f", {problem}" if problem else "")
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fixtures", help="use this directory (build into it unless --no-build)")
+    ap.add_argument("--no-build", action="store_true", help="reuse fixtures already in --fixtures")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--only", help="only states whose name contains this")
+    ap.add_argument("--readers", help="comma-separated subset of " + ",".join(READERS))
+    args = ap.parse_args()
+
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix="crosscheck-vhdx-")
+    try:
+        fixtures_dir = Path(args.fixtures) if args.fixtures else Path(tmp) / "fixtures"
+        if not args.no_build:
+            build(fixtures_dir)
+        manifest = json.loads((fixtures_dir / "manifest.json").read_text())
+        work = Path(tmp) / "work"
+        work.mkdir(exist_ok=True)
+        ws = Workspace(fixtures_dir, work)
+        readers = args.readers.split(",") if args.readers else READERS
+        code = check_all(manifest, fixtures_dir, ws, args.only, readers)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\ntotal time {time.time() - t0:.0f}s")
+    sys.exit(code)
+
+
+def check_all(manifest, fixtures_dir, ws, only, readers):
+    results = []  # (state, reader, status, detail)
+    semantic_notes = []
+    controls = []
+    unavailable = {}
+    for fx in manifest["fixtures"]:
+        print(f"\n=== {fx['name']}: {fx['description']}")
+        for st in fx["states"]:
+            if only and only not in st["name"]:
+                continue
+            if st["dirty_files"] and st["file"] in st["dirty_files"]:
+                c = control(st, fixtures_dir)
+                controls.append((st["name"], c))
+                print(f"  {st['name']:<34} {'control':<9}        " + (c or "FAIL: the file reads correctly WITHOUT log replay"))
+            for reader in readers:
+                mode = st["independent_readers"].get(reader, "skip: not listed")
+                t1 = time.time()
+                try:
+                    with time_limit(READER_TIMEOUT):
+                        status, detail = check_one(reader, mode, st, ws, fixtures_dir, semantic_notes)
+                except TimedOut as e:
+                    status, detail = "FAIL", str(e)
+                if status == "UNAVAILABLE":
+                    unavailable[reader] = detail
+                results.append((st, reader, status, detail))
+                took = f"{time.time() - t1:5.1f}s" if status != "SKIP" else "      "
+                line = f"  {st['name']:<34} {reader:<9} {took} {status}"
+                if detail and status != "PASS":
+                    line += f": {detail}"
+                print(line, flush=True)
+    return summarize(manifest, results, semantic_notes, controls, unavailable)
+
+
+def check_one(reader, mode, st, ws, fixtures_dir, semantic_notes):
+    if mode.startswith("skip:"):
+        return "SKIP", mode[5:].strip()
+    known = mode.startswith("known-limitation:")
+    try:
+        src = open_reader(reader, mode, st, ws)
+    except Unavailable as e:
+        return "UNAVAILABLE", str(e)
+    except Exception as e:  # noqa: BLE001
+        if known:
+            return "KNOWN-LIMITATION", f"{mode[17:].strip()} [observed: {str(e).strip()[:160]}]"
+        return "FAIL", f"open failed: {type(e).__name__}: {str(e).strip()[:300]}"
+    try:
+        bad, samples, total, problem = compare(src, st, fixtures_dir)
+        try:
+            src.close()
+        except Exception as e:  # noqa: BLE001
+            problem = problem or f"reader error at close: {e}"
+    except Exception as e:  # noqa: BLE001
+        if known:
+            return "KNOWN-LIMITATION", f"{mode[17:].strip()} [observed: {str(e).strip()[:160]}]"
+        return "FAIL", f"read failed: {type(e).__name__}: {str(e).strip()[:300]}"
+    if not bad and not problem:
+        return ("PASS (known limitation did not trigger)" if known else "PASS"), ""
+    if known:
+        seen = f"{total} bytes differ" + (f"; {problem}" if problem else "")
+        return "KNOWN-LIMITATION", f"{mode[17:].strip()} [observed: {seen}]"
+    if problem:
+        return "FAIL", problem
+    semantic, real = classify(bad, samples, st, fixtures_dir)
+    if real:
+        s0 = real[0]
+        got = samples.get(s0, b"")
+        fd = os.open(fixtures_dir / st["expected_raw"], os.O_RDONLY)
+        exp = os.pread(fd, SECTOR, s0)
+        os.close(fd)
+        ranges = merge([(s, SECTOR) for s in real[:2000]])[:6]
+        return "FAIL", (
+            f"{total} bytes differ; first at {s0:#x}: expected {hexs(exp)} got {hexs(got)}; "
+            f"ranges {[(hex(o), l) for o, l in ranges]}"
+        )
+    # Only semantic differences: group by decided range.
+    groups = {}
+    for s, r in semantic:
+        groups.setdefault((r["offset"], r["length"], r["file"], r["state"]), []).append(s)
+    for (o, l, f, state), sectors in groups.items():
+        s0 = sectors[0]
+        semantic_notes.append(
+            f"{reader} on {st['name']}: {f} has a {state} block at [{o:#x}, {o + l:#x}); the "
+            f"project reads zeros there, {reader} read through to the parent chain: "
+            f"{len(sectors) * SECTOR} bytes differ, first at {s0:#x}: expected "
+            f"{hexs(bytes(16))} got {hexs(samples[s0])}"
+        )
+    return "PASS-SEMANTIC", (
+        f"{total} bytes differ, all in UNDEFINED/ZERO/UNMAPPED blocks of differencing files "
+        "where it returned the parent chain's data"
+    )
+
+
+def summarize(manifest, results, semantic_notes, controls, unavailable):
+    print("\n=== Summary")
+    failures = [(st["name"], r, d) for st, r, s, d in results if s == "FAIL"]
+    bad_controls = [n for n, c in controls if c is None]
+    for reader in READERS:
+        counts = {}
+        for st, r, s, d in results:
+            if r == reader:
+                k = s.split(" ")[0]
+                counts[k] = counts.get(k, 0) + 1
+        extra = f" (unavailable: {unavailable[reader]})" if reader in unavailable else ""
+        print(f"  {reader:<9} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + extra)
+
+    # Which reader confirmed which feature (own-file features of each state).
+    confirmed, semantic_confirmed, carriers = {}, {}, {}
+    for st, r, s, d in results:
+        for f in st["features"]:
+            carriers.setdefault(f, []).append((st, r, s, d))
+            if s.startswith("PASS") and s != "PASS-SEMANTIC":
+                confirmed.setdefault(f, set()).add(r)
+            elif s == "PASS-SEMANTIC":
+                semantic_confirmed.setdefault(f, set()).add(r)
+    print("\n=== Writer features and the independent readers that confirmed them")
+    unconfirmed_bad, unconfirmed_known = [], []
+    for f in sorted(carriers):
+        rs = sorted(confirmed.get(f, ()))
+        ss = sorted(semantic_confirmed.get(f, set()) - set(rs))
+        txt = ", ".join(rs) if rs else "-"
+        if ss:
+            txt += "   (layout also matched, with semantic differences, by: " + ", ".join(ss) + ")"
+        print(f"  {f:<40} {txt}")
+        if not rs:
+            reasons = {d for _, _, s, d in carriers[f] if s in ("KNOWN-LIMITATION", "SKIP") and d}
+            documented = all(s in ("KNOWN-LIMITATION", "SKIP") for _, _, s, _ in carriers[f]) and any(
+                s == "KNOWN-LIMITATION" for _, _, s, _ in carriers[f]
+            )
+            (unconfirmed_known if documented else unconfirmed_bad).append((f, reasons))
+
+    if semantic_notes:
+        print("\n=== Semantic differences (readers disagreeing with the project's decided semantics)")
+        for n in semantic_notes:
+            print("  " + n)
+    if unconfirmed_known:
+        print("\n=== Features no available independent reader can confirm (documented reader limitations)")
+        for f, reasons in unconfirmed_known:
+            print(f"  {f}: " + " | ".join(sorted(reasons))[:600])
+    if unconfirmed_bad:
+        print("\n=== UNCONFIRMED features (no reader confirmed them and no documented reason)")
+        for f, reasons in unconfirmed_bad:
+            print(f"  {f}")
+        for r, hint in unavailable.items():
+            print(f"  (reader {r} was unavailable: {hint})")
+    if bad_controls:
+        print("\n=== Dirty fixtures that read correctly without replay (the log is not load-bearing)")
+        for n in bad_controls:
+            print("  " + n)
+    if failures:
+        print("\n=== FAILURES")
+        for n, r, d in failures:
+            print(f"  {n} / {r}: {d}")
+    ok = not failures and not unconfirmed_bad and not bad_controls
+    npass = sum(1 for _, _, s, _ in results if s.startswith("PASS"))
+    print(f"\n{'PASS' if ok else 'FAIL'}: {npass} reader checks passed, {len(failures)} failed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    main()
