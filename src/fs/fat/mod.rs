@@ -1,29 +1,32 @@
-//! FAT12, FAT16 and FAT32 through `fatfs` 0.3, which decodes long names and reads file
-//! data; `layout` and `dirent` read the boot sector, the FAT and the raw directory
-//! entries themselves (see `layout` for why).
+//! FAT12, FAT16 and FAT32. `fatfs` 0.3 decodes directory listings (long names);
+//! `layout` and `dirent` read the boot sector, the FAT and the raw directory entries
+//! themselves (see `layout` for why), and `runs` maps file data.
 //!
 //! - `fatfs::FileSystem` is neither `Sync` nor even `Send`; it sits behind one mutex.
 //!   FAT volumes are small (EFI system partitions, removable media) and their metadata
-//!   is read once (listings are cached), so serializing `fatfs` calls costs little
-//!   there. File data is another matter: `fatfs` opens files by path and seeks by
-//!   following the cluster chain from its start, so every `read` re-walks the chain up
-//!   to its offset and reading a file in pieces is quadratic in its length. Measured
-//!   (tests/fat.rs, `measure_read_throughput`, release build, 64 MiB file): 4 KiB
-//!   clusters, 1 MiB reads 83 MiB/s, 128 KiB reads (FUSE's size) 13 MiB/s; 512-byte
-//!   clusters, 11 and 1.5 MiB/s; reading the image directly, over 3 GiB/s.
+//!   is read once (listings are cached), so serializing `fatfs` calls costs little.
+//! - File data does not go through `fatfs`: it opens files by path and seeks by
+//!   following the cluster chain from its start, so every read re-walked the chain up
+//!   to its offset, under the mutex, and reading a file in pieces was quadratic in its
+//!   length (64 MiB file, 128 KiB reads as FUSE makes them: 20 MiB/s with 4 KiB
+//!   clusters, 2 MiB/s with 512-byte ones). Instead each file's chain is followed once
+//!   into runs of consecutive clusters (`runs`), the map is cached, and reads go
+//!   straight to the volume, one read per run, from any thread.
 //! - FAT has no inode numbers. A node's id is derived from the byte position of its
 //!   short-name entry on the volume (the kernel identifies FAT inodes the same way):
 //!   unique, known as soon as the entry is listed, and the same every time the volume
 //!   is opened. The root, which has no entry, is 1.
-//! - `fatfs` opens files by path, so every listed node keeps its path and the
+//! - `fatfs` opens directories by path, so every listed node keeps its path and the
 //!   attributes its entry had when listed. That table grows with the number of distinct
 //!   nodes listed, which the volume's size bounds; listings are cached in an LRU.
-//! - Before `fatfs` reads a directory or a file, its cluster chain is followed here:
-//!   loops, links to clusters that do not exist and chains shorter than the file are
-//!   errors that name the file, instead of a hang, a panic or someone else's bytes.
+//! - Before a directory or a file is read, its cluster chain is followed here: loops,
+//!   links to clusters that do not exist and chains shorter than the file are errors
+//!   that name the file, instead of a hang, a panic or someone else's bytes. The walk
+//!   stops at the clusters the file's size needs, so its work is bounded by the size.
 
 mod dirent;
 mod layout;
+mod runs;
 mod time;
 
 pub use time::FatTimeZone;
@@ -37,6 +40,7 @@ use std::time::UNIX_EPOCH;
 
 use dirent::{RawDir, RawEntry};
 use layout::{FatTable, Geometry, RootDir, MAX_DIR_BYTES};
+use runs::ClusterMap;
 
 use super::{Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId, Volume};
 use crate::bytes::le_u32;
@@ -46,6 +50,11 @@ use crate::{Error, Result};
 
 const ROOT: NodeId = 1;
 const CACHED_DIRS: usize = 4096;
+const CACHED_CLUSTER_MAPS: usize = 1024;
+/// Runs a file's cluster map may hold before it is sampled instead (see `runs`): with
+/// 12-byte runs, at most 48 KiB a map and 48 MiB for all the cached maps. Files
+/// written on a volume with room to spare have one run, or a few.
+const MAX_RUNS: usize = 4096;
 
 /// The id of the node whose short-name entry is at volume offset `pos`. Entries are 32
 /// bytes and 32-byte aligned (directories start on sector boundaries), so distinct
@@ -71,8 +80,6 @@ struct Node {
     /// Attributes as listed; a directory's size and link count come from `dir`.
     attr: Attr,
     dir: OnceLock<DirFacts>,
-    /// Set once the file's cluster chain has been checked to cover its size.
-    chain_checked: OnceLock<()>,
 }
 
 impl Node {
@@ -157,6 +164,8 @@ pub struct FatFs {
     mounted: Mutex<Mounted>,
     nodes: RwLock<HashMap<NodeId, Arc<Node>>>,
     dirs: Cache<NodeId, Arc<[DirEntry]>>,
+    maps: Cache<NodeId, Arc<ClusterMap>>,
+    max_runs: usize,
     writes: Arc<AtomicU64>,
 }
 
@@ -230,7 +239,6 @@ pub fn open(volume: Volume, time_zone: FatTimeZone) -> Result<FatFs> {
         entry: None,
         attr: root_attr,
         dir: OnceLock::new(),
-        chain_checked: OnceLock::new(),
     };
     let mut fs = FatFs {
         fat: FatTable::new(volume.clone(), geo.clone()),
@@ -241,6 +249,8 @@ pub fn open(volume: Volume, time_zone: FatTimeZone) -> Result<FatFs> {
         mounted: Mutex::new(Mounted(mounted)),
         nodes: RwLock::new(HashMap::new()),
         dirs: Cache::new(CACHED_DIRS),
+        maps: Cache::new(CACHED_CLUSTER_MAPS),
+        max_runs: MAX_RUNS,
         writes,
     };
     // Reading the root now finds its label and, like the kernel's mount, refuses a
@@ -523,7 +533,6 @@ impl FatFs {
                 entry: Some(e),
                 attr,
                 dir: OnceLock::new(),
-                chain_checked: OnceLock::new(),
             });
         }
         {
@@ -539,26 +548,13 @@ impl FatFs {
         Ok(entries)
     }
 
-    /// Check once that file `node`'s chain covers its size.
-    fn check_chain(&self, node: &Node, e: &RawEntry) -> Result<()> {
-        if node.chain_checked.get().is_some() {
-            return Ok(());
-        }
-        let need = u64::from(e.size).div_ceil(u64::from(self.geo.cluster_size));
-        let mut got = 0u64;
-        let ended = self
-            .fat
-            .walk(e.cluster, need, |_| got += 1)
-            .map_err(|w| self.err(format!("file {}: {w}", node.show())))?;
-        if ended && got < need {
-            return Err(self.err(format!(
-                "file {}: its cluster chain ends after {got} clusters, but its size ({} bytes) needs {need}",
-                node.show(),
-                e.size
-            )));
-        }
-        let _ = node.chain_checked.set(());
-        Ok(())
+    /// Where non-empty file `node`'s clusters are, its chain checked to cover its size.
+    fn cluster_map(&self, node: &Node, e: &RawEntry) -> Result<Arc<ClusterMap>> {
+        self.maps.get_or_try_insert(node.attr.node, || {
+            ClusterMap::build(&self.fat, e.cluster, e.size, self.geo.cluster_size, self.max_runs)
+                .map(Arc::new)
+                .map_err(|w| self.err(format!("file {}: {w}", node.show())))
+        })
     }
 
     /// Writes `fatfs` attempted on the volume (always 0; for tests).
@@ -623,38 +619,36 @@ impl GuestFs for FatFs {
             return Ok(0);
         }
         let n = buf.len().min((size - offset).min(usize::MAX as u64) as usize);
-        self.check_chain(&node, e)?;
+        let map = self.cluster_map(&node, e)?;
         let what = |w: String| self.err(format!("file {}: {w}", node.show()));
-        self.with_fatfs(|fs| {
-            let mut file = fs
-                .root_dir()
-                .open_file(&node.path)
-                .map_err(|err| what(format!("opening: {err}")))?;
-            let at = file
-                .seek(SeekFrom::Start(offset))
-                .map_err(|err| what(format!("seeking to {offset}: {err}")))?;
-            if at != offset {
-                return Err(what(format!("seeking to {offset} reached {at}")));
+        let cs = u64::from(self.geo.cluster_size);
+        let mut done = 0;
+        while done < n {
+            let pos = offset + done as u64;
+            let into = pos % cs;
+            let (cluster, count) = map
+                .locate(&self.fat, pos / cs, (into + (n - done) as u64).div_ceil(cs))
+                .map_err(what)?;
+            let len = (n - done).min((count * cs - into).min(usize::MAX as u64) as usize);
+            let at = self.geo.cluster_offset(cluster) + into;
+            if at + len as u64 > self.volume.size() {
+                // The chain covers the size, and clusters lie inside the boot sector's
+                // layout: the volume is shorter than that layout.
+                return Err(what(format!(
+                    "its data stops at offset {}: the volume ends at byte {}, short of the {} bytes its boot sector describes",
+                    pos + self.volume.size().saturating_sub(at),
+                    self.volume.size(),
+                    self.geo.volume_len
+                )));
             }
-            let mut done = 0;
-            while done < n {
-                match file.read(&mut buf[done..n]) {
-                    Ok(0) => {
-                        // The chain was checked to cover the size, so the volume is
-                        // shorter than its layout.
-                        return Err(what(format!(
-                            "its data stops at offset {}: the volume ends at byte {}, short of the {} bytes its boot sector describes",
-                            offset + done as u64,
-                            self.volume.size(),
-                            self.geo.volume_len
-                        )));
-                    }
-                    Ok(k) => done += k,
-                    Err(err) => return Err(what(format!("reading at offset {}: {err}", offset + done as u64))),
-                }
-            }
-            Ok(n)
-        })
+            self.volume.read_at(at, &mut buf[done..done + len]).map_err(|err| {
+                what(format!(
+                    "reading at offset {pos} (cluster {cluster}, volume offset {at:#x}): {err}"
+                ))
+            })?;
+            done += len;
+        }
+        Ok(n)
     }
 
     fn read_link(&self, id: NodeId) -> Result<OsString> {

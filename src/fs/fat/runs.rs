@@ -6,8 +6,9 @@
 //! A map's size grows with the file's fragmentation, not its length, and the reader
 //! keeps many maps; a chain of more than `max_runs` runs (a file scattered cluster by
 //! cluster, which only a crafted or badly fragmented volume has) is instead kept as a
-//! sample of every `every`-th cluster, from which a read follows at most `every - 1`
-//! links. Either way a map holds at most about `max_runs` entries.
+//! sample of every `every`-th cluster: a read follows at most `every - 1` links from
+//! the sample before its offset, then one per cluster it reads. Either way a map holds
+//! at most `max_runs` entries.
 
 use super::layout::{FatTable, Link};
 
@@ -50,9 +51,10 @@ impl ClusterMap {
                 samples.push(c);
             }
             if !too_many {
+                let full = runs.len() == max_runs;
                 match runs.last_mut() {
                     Some(r) if r.cluster.checked_add(r.count) == Some(c) => r.count += 1,
-                    _ if runs.len() == max_runs => too_many = true,
+                    _ if full => too_many = true,
                     _ => runs.push(Run {
                         file_cluster: got,
                         cluster: c,

@@ -440,3 +440,170 @@ fn cp437_short_names_and_shadowed_names() {
     );
     assert_eq!(names.len(), 3, "{names:?}");
 }
+
+/// A chain laid out by hand: 10-12, 30-31, 5-8, 100, on the FAT16 layout of
+/// `layout::tests::fat16_boot` (2 KiB clusters).
+fn hand_made_chain() -> (FatTable, Vec<u32>) {
+    let boot = layout::tests::fat16_boot();
+    let geo = Geometry::parse(&boot).unwrap();
+    let mut img = vec![0u8; geo.volume_len as usize];
+    img[..512].copy_from_slice(&boot);
+    let chain = vec![10, 11, 12, 30, 31, 5, 6, 7, 8, 100];
+    for w in chain.windows(2) {
+        set_fat(&mut img, &geo, w[0], w[1]);
+    }
+    set_fat(&mut img, &geo, 100, 0xFFFF);
+    (FatTable::new(Arc::new(Mem(img)), geo), chain)
+}
+
+#[test]
+fn maps_a_fragmented_chain_into_runs() {
+    let (fat, chain) = hand_made_chain();
+    let run = |file_cluster, cluster, count| runs::Run {
+        file_cluster,
+        cluster,
+        count,
+    };
+    let cs = 2048u32;
+    let map = |size: u32, max_runs| ClusterMap::build(&fat, 10, size, cs, max_runs);
+    let all = ClusterMap::Runs(vec![run(0, 10, 3), run(3, 30, 2), run(5, 5, 4), run(9, 100, 1)].into());
+    assert_eq!(map(9 * cs + 1, 4096).unwrap(), all);
+    assert_eq!(map(10 * cs, 4).unwrap(), all, "exactly max_runs runs are kept as runs");
+    // A chain that goes on past the size is mapped as far as the size needs.
+    assert_eq!(
+        map(4 * cs, 4096).unwrap(),
+        ClusterMap::Runs(vec![run(0, 10, 3), run(3, 30, 1)].into())
+    );
+    assert_eq!(map(1, 4096).unwrap(), ClusterMap::Runs(vec![run(0, 10, 1)].into()));
+    let e = map(10 * cs + 1, 4096).unwrap_err();
+    assert!(
+        e.contains("ends after 10 clusters, but its size (20481 bytes) needs 11"),
+        "{e}"
+    );
+    // The walk starts at the entry's cluster: from 11 there are only 9.
+    let e = ClusterMap::build(&fat, 11, 10 * cs, cs, 4096).unwrap_err();
+    assert!(e.contains("ends after 9 clusters"), "{e}");
+    // One run too many: every 4th cluster (10 clusters in at most 3 samples).
+    let sampled = map(10 * cs, 3).unwrap();
+    assert_eq!(
+        sampled,
+        ClusterMap::Sampled {
+            every: 4,
+            clusters: vec![10, 31, 8].into()
+        }
+    );
+    // Both shapes locate every cluster as the chain itself says, for every length.
+    for at in 0..chain.len() {
+        for want in 1..=chain.len() - at {
+            let mut count = 1;
+            while count < want && chain[at + count] == chain[at] + count as u32 {
+                count += 1;
+            }
+            let expect = Ok((chain[at], count as u64));
+            assert_eq!(all.locate(&fat, at as u64, want as u64), expect, "at {at}, want {want}");
+            assert_eq!(
+                sampled.locate(&fat, at as u64, want as u64),
+                expect,
+                "at {at}, want {want}"
+            );
+        }
+    }
+    assert!(all.locate(&fat, 10, 1).is_err());
+    assert!(sampled.locate(&fat, 12, 1).is_err());
+}
+
+/// A volume whose three files were written a few clusters at a time in turn, so their
+/// chains interleave; with the files' contents.
+fn interleaved(kind: FatType, size: usize) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let mut c = IoCursor::new(vec![0u8; size]);
+    fatfs::format_volume(&mut c, FormatVolumeOptions::new().fat_type(kind)).unwrap();
+    c.set_position(0);
+    let mut files: Vec<(String, Vec<u8>)> = (0..3).map(|i| (format!("f{i}.bin"), Vec::new())).collect();
+    {
+        let fs = fatfs::FileSystem::new(&mut c, fatfs::FsOptions::new()).unwrap();
+        let cs = fs.cluster_size() as usize;
+        let root = fs.root_dir();
+        let mut open: Vec<_> = files.iter().map(|(n, _)| root.create_file(n).unwrap()).collect();
+        for round in 0..12 {
+            for (i, (f, (_, content))) in open.iter_mut().zip(&mut files).enumerate() {
+                // Runs of one to three clusters, and pieces that end inside a cluster.
+                let piece = pattern((round * 3 + i) as u8, cs * (1 + (round + i) % 3) + 13 * i);
+                f.write_all(&piece).unwrap();
+                content.extend_from_slice(&piece);
+            }
+        }
+    }
+    (c.into_inner(), files)
+}
+
+/// Reads at offsets and lengths that start and end inside clusters, at run boundaries
+/// and past the end, each equal to the same bytes of `whole`.
+fn check_pieces(fs: &FatFs, id: NodeId, whole: &[u8]) {
+    let cs = fs.geo.cluster_size as usize;
+    let size = whole.len();
+    let mut offsets = vec![0, 1, cs - 1, cs, cs + 1, 2 * cs - 1, size - 1, size, size + 5];
+    let mut lens = vec![1, 2, cs - 1, cs, cs + 1, 3 * cs + 7, 128 << 10, size, size + 100];
+    let node = fs.node(id).unwrap();
+    if let ClusterMap::Runs(runs) = &*fs.cluster_map(&node, node.entry.as_ref().unwrap()).unwrap() {
+        for r in runs.iter() {
+            let at = r.file_cluster as usize * cs;
+            offsets.extend([at.saturating_sub(1), at, at + 1]);
+        }
+    }
+    let mut x = 12345usize;
+    for _ in 0..200 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        offsets.push((x >> 33) % (size + 1));
+        lens.push(1 + (x >> 13) % (4 * cs));
+    }
+    for &off in &offsets {
+        for &len in &lens {
+            let mut buf = vec![0xAAu8; len];
+            let n = fs.read(id, off as u64, &mut buf).unwrap();
+            let end = (off + len).min(size).max(off.min(size));
+            assert_eq!(n, end - off.min(size), "offset {off}, length {len}");
+            assert!(buf[..n] == whole[off.min(size)..end], "offset {off}, length {len}");
+        }
+    }
+}
+
+#[test]
+fn reads_at_any_offset_equal_the_whole_file() {
+    for (kind, size, name) in KINDS {
+        let (img, files) = interleaved(kind, size);
+        // fatfs's own reading of the files, which this reader used before.
+        let mut c = IoCursor::new(img.clone());
+        let by_fatfs: Vec<Vec<u8>> = {
+            let fs = fatfs::FileSystem::new(&mut c, fatfs::FsOptions::new()).unwrap();
+            files
+                .iter()
+                .map(|(n, _)| {
+                    let mut v = Vec::new();
+                    fs.root_dir().open_file(n).unwrap().read_to_end(&mut v).unwrap();
+                    v
+                })
+                .collect()
+        };
+        for max_runs in [MAX_RUNS, 2] {
+            let mut fs = open_mem(&img, FatTimeZone::Utc).unwrap();
+            fs.max_runs = max_runs;
+            let w = walk(&fs);
+            for ((path, content), fatfs_read) in files.iter().zip(&by_fatfs) {
+                let id = w[path].0;
+                assert_eq!(w[path].1.as_deref(), Some(&content[..]), "{name}: {path}");
+                assert!(content == fatfs_read, "{name}: {path}: fatfs reads other bytes");
+                let node = fs.node(id).unwrap();
+                let map = fs.cluster_map(&node, node.entry.as_ref().unwrap()).unwrap();
+                match (&*map, max_runs) {
+                    (ClusterMap::Runs(runs), MAX_RUNS) => assert!(runs.len() >= 12, "{name}: {path}: {runs:?}"),
+                    (ClusterMap::Sampled { .. }, 2) => {}
+                    (m, _) => panic!("{name}: {path}: {m:?}"),
+                }
+                let mut whole = vec![0u8; content.len()];
+                assert_eq!(fs.read(id, 0, &mut whole).unwrap(), content.len());
+                assert!(whole == *content, "{name}: {path}: one read of the whole file");
+                check_pieces(&fs, id, content);
+            }
+        }
+    }
+}
