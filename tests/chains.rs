@@ -226,3 +226,26 @@ fn cat_writes_every_state_of_the_chain() {
         assert_same_bytes(&out.stdout, &c.expected(&id).read(0, size as usize), name);
     }
 }
+
+/// BAT entries a hostile file may hold: a block at offset 0 (the header section) is
+/// refused whole, not only its first MiB; a FileOffsetMB near 2^44 is past the end,
+/// not an offset that wraps around to the file's own metadata.
+#[test]
+fn hostile_block_offsets_are_errors_for_every_part_of_the_block() {
+    use std::os::unix::fs::FileExt;
+    for (what, entry) in [("offset 0", 6u64), ("offset near 2^64", 0xFFFF_FFFF_FFF0_0006)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ChainBuilder::new(dir.path(), 8 * MIB, 512);
+        let base = c.base("vm.vhdx", 4 << 20, false, |e| e.write(0, &pseudo_random(61, (4 * MIB) as usize)));
+        let path = c.path(&base);
+        let bat = c.layout(&base).bat_offset;
+        std::fs::File::options().write(true).open(&path).unwrap().write_all_at(&entry.to_le_bytes(), bat).unwrap();
+        let tree = discover(&path);
+        let disk = tree.disk(0);
+        for at in [0, MIB, 3 * MIB] {
+            let mut b = vec![0u8; 512];
+            let err = disk.read_at(at, &mut b).expect_err(what).to_string();
+            assert!(err.contains("block 0 points at"), "{what} at {at:#x}: {err}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! newest complete sequence of entries must be replayed before anything else is read.
 //! ckptfs never writes an image, so the replay goes into an in-memory [`Overlay`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -145,53 +145,67 @@ pub fn replay(log: &[u8], log_guid: Uuid, log_offset: u64) -> Result<Replay, Vhd
 /// sequence numbers whose head's tail lies inside the sequence; keep the one with the
 /// highest head sequence number, from its tail entry on.
 fn find_active_sequence(log: &[u8], log_guid: Uuid) -> Option<Vec<Entry>> {
+    scan(log, log_guid).0
+}
+
+/// The active sequence, and how many entries the scan walked (to test that it is
+/// linear).
+fn scan(log: &[u8], log_guid: Uuid) -> (Option<Vec<Entry>>, usize) {
     let len = log.len() as u64;
     if len < SECTOR as u64 || len % SECTOR as u64 != 0 {
-        return None;
+        return (None, 0);
     }
     // Each position is validated once, however many candidate sequences pass over it.
     let mut seen: HashMap<u64, Option<Entry>> = HashMap::new();
-    let mut entry_at = |pos: u64| {
-        *seen
-            .entry(pos)
-            .or_insert_with(|| parse_entry(log, pos, log_guid))
-    };
+    let mut entry_at = |pos: u64| *seen.entry(pos).or_insert_with(|| parse_entry(log, pos, log_guid));
+    // Starts known to fail: the later entries of an invalid sequence that ended at a
+    // break. A sequence started at one of them is a suffix of that one, with the same
+    // head, whose tail it cannot contain either. Without this, a ring of short entries
+    // whose tail is nowhere costs quadratic time.
+    let mut dead: HashSet<u64> = HashSet::new();
+    let mut steps = 0usize;
 
     let mut best: Option<Vec<Entry>> = None;
     let mut start = 0u64;
     while start < len {
+        if dead.contains(&start) {
+            start += SECTOR as u64;
+            continue;
+        }
         let mut sequence: Vec<Entry> = Vec::new();
         let mut pos = start;
         let mut spanned = 0u64;
-        while let Some(e) = entry_at(pos % len) {
-            let follows = sequence
-                .last()
-                .is_none_or(|last| e.sequence == last.sequence.wrapping_add(1));
-            if !follows || spanned + e.length > len {
-                break;
+        let broke = loop {
+            let Some(e) = entry_at(pos % len) else { break true };
+            steps += 1;
+            if sequence.last().is_some_and(|last| e.sequence != last.sequence.wrapping_add(1)) {
+                break true;
+            }
+            if spanned + e.length > len {
+                break false;
             }
             spanned += e.length;
             pos += e.length;
             sequence.push(e);
-        }
-        let tail_index = sequence
-            .last()
-            .and_then(|head| sequence.iter().position(|e| e.position == head.tail));
+        };
+        let tail_index = sequence.last().and_then(|head| sequence.iter().position(|e| e.position == head.tail));
         match tail_index {
             Some(t) => {
                 let head_seq = sequence.last().map_or(0, |h| h.sequence);
-                if best
-                    .as_ref()
-                    .is_none_or(|b| head_seq > b.last().map_or(0, |h| h.sequence))
-                {
+                if best.as_ref().is_none_or(|b| head_seq > b.last().map_or(0, |h| h.sequence)) {
                     best = Some(sequence[t..].to_vec());
                 }
                 start += spanned;
             }
-            None => start += SECTOR as u64,
+            None => {
+                if broke {
+                    dead.extend(sequence.iter().skip(1).map(|e| e.position));
+                }
+                start += SECTOR as u64;
+            }
         }
     }
-    best
+    (best, steps)
 }
 
 /// The entry's bytes, which may wrap around the end of the ring.
@@ -473,6 +487,21 @@ mod tests {
         e[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut log = vec![0u8; 1 << 20];
         put(&mut log, 0, &e);
+        assert!(replay(&log, G, 0).is_err());
+    }
+
+    /// A ring of one-sector entries with consecutive sequence numbers whose tail (0)
+    /// holds no entry: every start fails, and the scan must stay linear.
+    #[test]
+    fn a_ring_of_entries_without_their_tail_is_scanned_in_linear_time() {
+        let sectors = 1024;
+        let mut log = vec![0u8; sectors * SECTOR];
+        for i in 1..sectors {
+            put(&mut log, i * SECTOR, &entry(i as u64, 0, G, &[]));
+        }
+        let (found, steps) = scan(&log, G);
+        assert!(found.is_none());
+        assert!(steps <= 3 * sectors, "{steps} steps for {sectors} sectors");
         assert!(replay(&log, G, 0).is_err());
     }
 

@@ -284,37 +284,30 @@ impl VhdxFile {
         Ok(counts)
     }
 
-    /// Check that a block's bytes `offset..offset+len` lie inside the file and past the
-    /// header section.
-    fn check_block_extent(
-        &self,
-        what: &str,
-        block: u64,
-        offset: u64,
-        len: u64,
-    ) -> Result<(), VhdxError> {
+    /// The file offset of bytes `in_block..in_block + len` of a block that starts at
+    /// `block_start`, after checking that the whole block lies past the header section
+    /// and the bytes inside the file (a hostile offset near 2^64 must not wrap).
+    fn block_extent(&self, what: &str, index: u64, block_start: u64, in_block: u64, len: u64) -> Result<u64, VhdxError> {
         let bat_at = self.regions.bat.file_offset;
-        if offset < MIB {
+        if block_start < MIB {
             return Err(VhdxError::corrupt(
                 "BAT",
                 bat_at,
-                format!("{what} {block} points at {offset:#x}, inside the header section"),
+                format!("{what} {index} points at {block_start:#x}, inside the header section"),
             ));
         }
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > self.view.len())
-        {
+        let at = block_start.checked_add(in_block);
+        if at.and_then(|a| a.checked_add(len)).is_none_or(|end| end > self.view.len()) {
             return Err(VhdxError::corrupt(
                 "BAT",
                 bat_at,
                 format!(
-                    "{what} {block} points at {offset:#x}, past the end of the file ({:#x} bytes)",
+                    "{what} {index} points at {block_start:#x}, past the end of the file ({:#x} bytes)",
                     self.view.len()
                 ),
             ));
         }
-        Ok(())
+        Ok(at.expect("checked above"))
     }
 
     fn map_block(
@@ -346,8 +339,7 @@ impl VhdxFile {
             | PayloadState::Zero
             | PayloadState::Unmapped => out.push(run(Source::Zero)),
             PayloadState::FullyPresent => {
-                let at = entry.file_offset() + in_block;
-                self.check_block_extent("block", block, at, len)?;
+                let at = self.block_extent("block", block, entry.file_offset(), in_block, len)?;
                 out.push(run(Source::Data { file_offset: at }));
             }
             PayloadState::PartiallyPresent => {
@@ -358,8 +350,7 @@ impl VhdxFile {
                         format!("block {block} is partially present in a file without a parent"),
                     ));
                 }
-                let data_at = entry.file_offset() + in_block;
-                self.check_block_extent("block", block, data_at, len)?;
+                let data_at = self.block_extent("block", block, entry.file_offset(), in_block, len)?;
                 let chunk = block / g.chunk_ratio;
                 let sb_index = g.bitmap_index(chunk);
                 let sb = self.bat_entry(sb_index)?;
@@ -373,17 +364,13 @@ impl VhdxFile {
                         ),
                     ));
                 }
-                self.check_block_extent("sector bitmap of chunk", chunk, sb.file_offset(), MIB)?;
+                let bitmap_at = self.block_extent("sector bitmap of chunk", chunk, sb.file_offset(), 0, MIB)?;
                 let lss = g.logical_sector_size;
                 let first = (block % g.chunk_ratio) * g.sectors_per_block() + in_block / lss;
                 let count = len / lss;
                 let bytes_at = first / 8;
                 let bytes_len = (first + count).div_ceil(8) - bytes_at;
-                let bits = self.view.read_vec(
-                    sb.file_offset() + bytes_at,
-                    bytes_len as usize,
-                    "sector bitmap",
-                )?;
+                let bits = self.view.read_vec(bitmap_at + bytes_at, bytes_len as usize, "sector bitmap")?;
                 let mut pos = data_at;
                 for (present, sectors) in sector_bitmap::runs(&bits, first % 8, count) {
                     let n = sectors * lss;
