@@ -42,11 +42,12 @@ if can_mount && "$bin" mount "$image" "$mnt"; then
             printf '  %-24s (not there)\n' "$(basename "$c")"
         fi
     done
+    first=$(ls "$mnt" | head -1)
     cat <<EOF
 
 The tree is mounted read-only at $mnt. Try:
   ls $mnt/*/p3_Windows/Users/alice/Documents
-  cp -a "$mnt/01_2026-11-20_103503/$doc" ~/report-from-nov-20.docx
+  cp -a "$mnt/$first/$doc" ~/report-$first.docx
   $bin umount $mnt
 EOF
 else
@@ -59,7 +60,7 @@ else
     cat <<EOF
 
 Try:
-  $bin ls -lR "$image" 02_2026-11-21_090012/p3_Windows/Users
+  $bin ls -lR "$image" "$first/p3_Windows/Users"
   $bin cp -r "$image" "$first/p3_Windows/Users/alice" "$work/alice-restored"
 EOF
 fi
