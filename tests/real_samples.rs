@@ -128,3 +128,24 @@ fn hyperv_avhdx_info_works_without_its_parent() {
         "{text}"
     );
 }
+
+/// The NTFS volume Windows made on both disks shows, with its label.
+#[test]
+fn windows_made_disks_show_their_ntfs_volume() {
+    for name in ["fixed.vhdx.gz", "dynamic.vhdx.gz"] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(path) = sample(name, dir.path()) else { return };
+        let out = ckptfs(["list", "--json", path.to_str().unwrap()]).ok();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let volumes = v["checkpoints"][0]["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 1, "{name}: {volumes:?}");
+        assert_eq!(volumes[0]["dir"], "p1_New Volume");
+        assert_eq!(volumes[0]["partition"], 1);
+        assert_eq!(volumes[0]["filesystem"], "ntfs");
+        assert_eq!(volumes[0]["label"], "New Volume");
+        assert_eq!(volumes[0]["size"], 14336 * 512);
+        // The volume is empty, and its NTFS metadata files stay hidden.
+        let ls = ckptfs(["ls", "-l", path.to_str().unwrap(), "01_current/p1_New Volume"]).ok();
+        assert!(!ls.stdout_str().contains('$'), "{}", ls.stdout_str());
+    }
+}
