@@ -3,7 +3,7 @@
 # so it is cheap to run again.
 set -euo pipefail
 
-packages=(qemu-utils gzip fdisk gdisk util-linux e2fsprogs dosfstools mtools 7zip ntfs-3g attr fuse3)
+packages=(qemu-utils gzip fdisk gdisk util-linux e2fsprogs dosfstools mtools 7zip ntfs-3g attr fuse3 libwim15)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +15,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Independent VHDX readers for scripts/crosscheck_writer.py.
-if ! python3 -c "import pyvhdi, dissect.hypervisor" 2>/dev/null; then
-    python3 -m pip install -q libvhdi-python dissect.hypervisor
+if ! python3 -c "import pyvhdi, dissect.hypervisor, pyfsntfs" 2>/dev/null; then
+    python3 -m pip install -q libvhdi-python dissect.hypervisor libfsntfs-python
 fi

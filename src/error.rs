@@ -71,6 +71,11 @@ pub enum Error {
     #[error("{0}: not a symbolic link")]
     NotASymlink(String),
 
+    /// A value too large to hand out whole, such as an alternate data stream asked for
+    /// as an extended attribute (the kernel takes at most 64 KiB).
+    #[error("{0}")]
+    TooLarge(String),
+
     #[error("{0}")]
     Usage(String),
 
@@ -117,6 +122,7 @@ impl Error {
             Error::NotADirectory(_) => libc::ENOTDIR,
             Error::IsADirectory(_) => libc::EISDIR,
             Error::NotASymlink(_) => libc::EINVAL,
+            Error::TooLarge(_) => libc::E2BIG,
             Error::OutOfRange { .. } => libc::EINVAL,
             Error::Usage(_) => libc::EINVAL,
             Error::InPath { source, .. } => source.errno(),

@@ -4,7 +4,15 @@
 //! plus write permission for the owner, so that restored copies can be edited (NTFS and
 //! FAT files show as read-only). Ownership is not changed. A file that cannot be read
 //! is reported and skipped; the copy goes on and fails at the end.
+//!
+//! Extended attributes in the `user.` namespace, which on NTFS are the alternate data
+//! streams (`user.Zone.Identifier`), are copied as `cp -a` copies them, to files and
+//! directories. They are extras: one that cannot be copied (a stream over the 64 KiB an
+//! extended attribute may hold, a destination that takes none or not that large) is a
+//! warning, never a failed copy. `SRC` may also name a stream, `file.txt:stream`, which
+//! is copied to a file of its own.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, FileTimes, Permissions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -28,6 +36,8 @@ pub struct Options {
 /// One thing to copy: where it is in the tree, where it goes.
 struct Job {
     ino: Ino,
+    /// A named stream of `ino` to copy instead of the node itself.
+    stream: Option<OsString>,
     src: String,
     dest: PathBuf,
 }
@@ -40,15 +50,18 @@ pub fn run(image: &ImageArgs, sources: &[String], dest: &Path, opts: &Options) -
     }
     let mut jobs = Vec::new();
     for src in sources {
-        let ino = vfs.resolve(src)?;
+        let (ino, stream) = vfs.resolve_stream(src)?;
         let name = src.rsplit('/').find(|p| !p.is_empty()).unwrap_or(src.as_str());
         let target = if dest_is_dir { dest.join(name) } else { dest.to_path_buf() };
-        jobs.push(Job { ino, src: src.clone(), dest: target });
+        jobs.push(Job { ino, stream, src: src.clone(), dest: target });
     }
     let mut copier = Copier::new(&vfs, opts);
     copier.plan(&jobs);
     for job in &jobs {
-        copier.copy(job.ino, &job.src, &job.dest);
+        match &job.stream {
+            Some(name) => copier.copy_stream(job.ino, name, &job.src, &job.dest),
+            None => copier.copy(job.ino, &job.src, &job.dest),
+        }
     }
     copier.finish()
 }
@@ -59,12 +72,22 @@ struct Copier<'v> {
     progress: Option<ProgressBar>,
     copied: u64,
     failed: u64,
+    /// Extended attributes not copied because the destination takes none.
+    xattrs_unsupported: u64,
     buf: Vec<u8>,
 }
 
 impl<'v> Copier<'v> {
     fn new(vfs: &'v Vfs, opts: &Options) -> Self {
-        Copier { vfs, recursive: opts.recursive, progress: None, copied: 0, failed: 0, buf: vec![0u8; CHUNK] }
+        Copier {
+            vfs,
+            recursive: opts.recursive,
+            progress: None,
+            copied: 0,
+            failed: 0,
+            xattrs_unsupported: 0,
+            buf: vec![0u8; CHUNK],
+        }
     }
 
     /// On a terminal, count what will be copied so the bar can show time left.
@@ -105,9 +128,74 @@ impl<'v> Copier<'v> {
 
     fn fail(&mut self, what: String) {
         self.failed += 1;
+        self.say(&what);
+    }
+
+    fn say(&self, what: &str) {
         match &self.progress {
             Some(bar) => bar.println(format!("ckptfs: {what}")),
             None => eprintln!("ckptfs: {what}"),
+        }
+    }
+
+    /// Copy the `user.` extended attributes of `ino` to `dest`; what cannot be copied
+    /// is a warning (see the module comment).
+    fn copy_xattrs(&mut self, ino: Ino, src: &str, dest: &Path) {
+        let names = match self.vfs.listxattr(ino) {
+            Ok(n) => n,
+            Err(e) => return self.say(&format!("warning: {}", in_path(src, e))),
+        };
+        for name in names.iter().filter(|n| n.as_bytes().starts_with(b"user.")) {
+            let shown = name.to_string_lossy();
+            if self.xattrs_unsupported > 0 {
+                self.xattrs_unsupported += 1;
+                continue;
+            }
+            let value = match self.vfs.getxattr(ino, name) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    let stream = shown.strip_prefix("user.").unwrap_or(&shown);
+                    let hint = match e {
+                        Error::TooLarge(_) => format!(
+                            ": larger than an extended attribute may be; `ckptfs cp IMAGE '{src}:{stream}' DEST` copies it to a file"
+                        ),
+                        other => format!(": {other}"),
+                    };
+                    self.say(&format!("warning: {src}: {shown} not copied{hint}"));
+                    continue;
+                }
+            };
+            if let Err(e) = set_xattr(dest, name, &value) {
+                let stream = shown.strip_prefix("user.").unwrap_or(&shown);
+                match e.raw_os_error() {
+                    Some(libc::ENOTSUP) => self.xattrs_unsupported += 1,
+                    // ext4 keeps an attribute within one block unless made with ea_inode.
+                    Some(libc::ENOSPC | libc::E2BIG | libc::ERANGE) => self.say(&format!(
+                        "warning: {src}: {shown} not copied: {} bytes is more than {} takes in an extended attribute; `ckptfs cp IMAGE '{src}:{stream}' DEST` copies it to a file",
+                        value.len(),
+                        dest.display()
+                    )),
+                    _ => self.say(&format!("warning: {}: {shown} not copied: {e}", dest.display())),
+                }
+            }
+        }
+    }
+
+    /// Copy stream `name` of `ino` to a file of its own.
+    fn copy_stream(&mut self, ino: Ino, name: &OsStr, src: &str, dest: &Path) {
+        let result = self.vfs.getattr(ino).and_then(|attr| {
+            let size = self.vfs.streams(ino)?.into_iter().find(|s| s.name == name).map(|s| s.size);
+            let copied = self.write_file(src, dest, |vfs, off, buf| vfs.read_stream(ino, name, off, buf))?;
+            if size.is_some_and(|s| s != copied) {
+                return Err(Error::Usage(format!("{src}: read {copied} bytes of {}", size.unwrap_or(0))));
+            }
+            set_mode(dest, 0o444)?;
+            set_times(dest, &attr, false)
+        });
+        match result {
+            Ok(()) => self.copied += 1,
+            Err(e) => self.fail(e.to_string()),
         }
     }
 
@@ -135,16 +223,39 @@ impl<'v> Copier<'v> {
             let child_src = format!("{}/{}", src.trim_end_matches('/'), e.name.to_string_lossy());
             self.copy(e.ino, &child_src, &dest.join(&e.name));
         }
+        self.copy_xattrs(ino, src, dest);
         // Times last: creating the children changed the directory's.
         set_mode(dest, attr.perm)?;
         set_times(dest, attr, false)
     }
 
     fn copy_file(&mut self, ino: Ino, src: &str, dest: &Path, attr: &Attr) -> Result<()> {
+        let offset = self.write_file(src, dest, |vfs, off, buf| vfs.read(ino, off, buf))?;
+        if offset != attr.size {
+            return Err(Error::Usage(format!("{src}: read {offset} bytes of {}", attr.size)));
+        }
+        self.copy_xattrs(ino, src, dest);
+        set_mode(dest, attr.perm)?;
+        set_times(dest, attr, false)?;
+        self.copied += 1;
+        if let Some(bar) = &self.progress {
+            bar.set_message(format!("{} files", self.copied));
+        }
+        Ok(())
+    }
+
+    /// Write what `read` reads (at an offset, 0 at the end) to a new file `dest`; the
+    /// number of bytes.
+    fn write_file(
+        &mut self,
+        src: &str,
+        dest: &Path,
+        read: impl Fn(&Vfs, u64, &mut [u8]) -> Result<usize>,
+    ) -> Result<u64> {
         let mut out = File::create(dest).map_err(|e| local(dest, "cannot create", e))?;
         let mut offset = 0u64;
         loop {
-            let n = self.vfs.read(ino, offset, &mut self.buf).map_err(|e| in_path(src, e))?;
+            let n = read(self.vfs, offset, &mut self.buf).map_err(|e| in_path(src, e))?;
             if n == 0 {
                 break;
             }
@@ -160,17 +271,7 @@ impl<'v> Copier<'v> {
             }
         }
         out.set_len(offset).map_err(|e| local(dest, "cannot set length", e))?;
-        drop(out);
-        if offset != attr.size {
-            return Err(Error::Usage(format!("{src}: read {offset} bytes of {}", attr.size)));
-        }
-        set_mode(dest, attr.perm)?;
-        set_times(dest, attr, false)?;
-        self.copied += 1;
-        if let Some(bar) = &self.progress {
-            bar.set_message(format!("{} files", self.copied));
-        }
-        Ok(())
+        Ok(offset)
     }
 
     fn copy_symlink(&mut self, ino: Ino, src: &str, dest: &Path, attr: &Attr) -> Result<()> {
@@ -188,6 +289,12 @@ impl<'v> Copier<'v> {
         if let Some(bar) = &self.progress {
             bar.finish_and_clear();
         }
+        if self.xattrs_unsupported > 0 {
+            eprintln!(
+                "ckptfs: warning: the destination takes no user extended attributes; {} (NTFS alternate data streams) not copied",
+                self.xattrs_unsupported
+            );
+        }
         if self.failed > 0 {
             return Err(Error::Usage(format!(
                 "{} of {} items could not be copied",
@@ -201,6 +308,18 @@ impl<'v> Copier<'v> {
 
 fn local(path: &Path, what: &str, source: std::io::Error) -> Error {
     Error::Io { path: path.to_path_buf(), what: what.into(), source }
+}
+
+/// Set extended attribute `name` of `path` (not following a symlink).
+fn set_xattr(path: &Path, name: &OsStr, value: &[u8]) -> std::io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    let c_name = std::ffi::CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: NUL-terminated path and name, and a value buffer of the length given.
+    let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, perm: u16) -> Result<()> {

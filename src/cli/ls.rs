@@ -10,6 +10,8 @@ use crate::Result;
 pub struct Options {
     pub long: bool,
     pub recursive: bool,
+    /// Named streams after each entry, as `NAME:STREAM`.
+    pub streams: bool,
 }
 
 pub fn run(image: &ImageArgs, path: &str, opts: &Options) -> Result<()> {
@@ -71,6 +73,23 @@ fn join(dir: &str, name: &OsString) -> String {
 
 fn print_entry(vfs: &Vfs, ino: Ino, attr: &Attr, name: &std::ffi::OsStr, opts: &Options) {
     let name = name.to_string_lossy();
+    print_line(vfs, ino, attr, &name, opts);
+    if !opts.streams || attr.kind == FileKind::Symlink {
+        return;
+    }
+    match vfs.streams(ino) {
+        Ok(streams) => {
+            for s in streams {
+                let line = format!("{name}:{}", s.name.to_string_lossy());
+                let shown = Attr { kind: FileKind::File, size: s.size, perm: 0o444, nlink: 1, ..attr.clone() };
+                print_line(vfs, ino, &shown, &line, opts);
+            }
+        }
+        Err(e) => eprintln!("ckptfs: {name}: streams: {e}"),
+    }
+}
+
+fn print_line(vfs: &Vfs, ino: Ino, attr: &Attr, name: &str, opts: &Options) {
     if !opts.long {
         println!("{name}");
         return;

@@ -61,12 +61,17 @@ pub enum Command {
         /// List subdirectories too.
         #[arg(short = 'R')]
         recursive: bool,
+        /// Also list each file's named streams (NTFS alternate data streams) as
+        /// `NAME:STREAM`, the form `cat` and `cp` take.
+        #[arg(long)]
+        streams: bool,
     },
     /// Write a file of the tree to stdout, e.g. `<checkpoint>/disk.img`.
     Cat {
         #[command(flatten)]
         image: ImageArgs,
-        /// Path inside the tree, as the mount shows it.
+        /// Path inside the tree, as the mount shows it; `FILE:STREAM` for a named stream
+        /// of an NTFS file (when no file of that whole name exists).
         path: String,
     },
     /// Copy files or trees out of the tree, keeping bytes, times and symlinks.
@@ -140,7 +145,8 @@ pub fn run(cli: Cli) -> Result<()> {
             path,
             long,
             recursive,
-        } => ls::run(&image, &path, &ls::Options { long, recursive }),
+            streams,
+        } => ls::run(&image, &path, &ls::Options { long, recursive, streams }),
         Command::Cat { image, path } => cat::run(&image, &path),
         Command::Cp {
             image,

@@ -6,7 +6,7 @@ pub mod ext4;
 pub mod fat;
 pub mod ntfs;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -62,6 +62,17 @@ pub struct DirEntry {
     pub kind: FileKind,
 }
 
+/// One named data stream of a node: an NTFS alternate data stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub name: OsString,
+    pub size: u64,
+}
+
+/// The largest extended attribute value handed out whole: the kernel's own limit
+/// (`XATTR_SIZE_MAX`), so nothing larger could reach a `getxattr` caller anyway.
+pub const XATTR_MAX: u64 = 64 << 10;
+
 /// Sizes for `statfs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FsStats {
@@ -108,6 +119,34 @@ pub trait GuestFs: Send + Sync {
     fn read_link(&self, node: NodeId) -> Result<OsString>;
 
     fn stats(&self) -> FsStats;
+
+    /// The names `listxattr` shows for `node`. Filesystems that expose no extended
+    /// attributes keep this default: none.
+    fn xattr_names(&self, node: NodeId) -> Result<Vec<OsString>> {
+        self.attr(node).map(|_| Vec::new())
+    }
+
+    /// The value of extended attribute `name` of `node`, `None` if it has none of that
+    /// name (which may also be a name `xattr_names` does not list). A value larger than
+    /// [`XATTR_MAX`] is [`crate::Error::TooLarge`].
+    fn xattr(&self, node: NodeId, name: &OsStr) -> Result<Option<Vec<u8>>> {
+        let _ = name;
+        self.attr(node).map(|_| None)
+    }
+
+    /// The named data streams of `node` (NTFS alternate data streams), which may be far
+    /// larger than an extended attribute can be. Default: none.
+    fn streams(&self, node: NodeId) -> Result<Vec<StreamInfo>> {
+        self.attr(node).map(|_| Vec::new())
+    }
+
+    /// Read at most `buf.len()` bytes of stream `name` of `node` at `offset`, as
+    /// [`GuestFs::read`] reads the unnamed one.
+    fn read_stream(&self, node: NodeId, name: &OsStr, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let _ = (offset, buf);
+        self.attr(node)?;
+        Err(crate::Error::NotFound(format!("stream {:?}", name.to_string_lossy())))
+    }
 }
 
 /// Shared handle to a volume's bytes.

@@ -232,6 +232,17 @@ impl Drop for ReadBuf {
     }
 }
 
+/// The xattr protocol: a size-0 request asks how large the value is; a buffer too small
+/// for it is ERANGE.
+fn reply_sized(reply: ReplyXattr, size: u32, value: &[u8]) {
+    match u32::try_from(value.len()) {
+        Ok(len) if size == 0 => reply.size(len),
+        Ok(len) if len <= size => reply.data(value),
+        Ok(_) => reply.error(Errno::ERANGE),
+        Err(_) => reply.error(Errno::E2BIG),
+    }
+}
+
 thread_local! {
     /// Each serving thread's read buffer, reused so that a 1 MiB read does not map and
     /// fault in fresh pages every time.
@@ -436,18 +447,24 @@ impl Filesystem for CkptFs {
         }
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        // No reader exposes extended attributes yet; every node has none.
-        match self.vfs.getattr(ino.0) {
-            Ok(_) => reply.error(Errno::NO_XATTR),
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(ino.0, name) {
+            Ok(Some(value)) => reply_sized(reply, size, &value),
+            Ok(None) => reply.error(Errno::NO_XATTR),
             Err(e) => reply.error(self.errno("getxattr", ino.0, &e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.vfs.getattr(ino.0) {
-            Ok(_) if size == 0 => reply.size(0),
-            Ok(_) => reply.data(&[]),
+        match self.vfs.listxattr(ino.0) {
+            Ok(names) => {
+                let mut list = Vec::new();
+                for n in names {
+                    list.extend_from_slice(n.as_encoded_bytes());
+                    list.push(0);
+                }
+                reply_sized(reply, size, &list)
+            }
             Err(e) => reply.error(self.errno("listxattr", ino.0, &e)),
         }
     }

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use crate::cache::Cache;
 use crate::chain::layered_disk::DEFAULT_CACHED_RUNS;
 use crate::chain::{CheckpointTree, LayeredDisk};
-use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId};
+use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId, StreamInfo};
 use crate::io::ReadAt;
 use crate::volume::{self, Content, Volumes};
 use crate::{Error, Result};
@@ -342,14 +342,106 @@ impl Vfs {
         }
     }
 
+    /// The guest filesystem and node behind `ino`, if it is a guest node and its volume
+    /// opens (a volume that does not is a directory without attributes).
+    fn guest_of(&self, ino: Ino) -> Result<Option<(Arc<dyn GuestFs>, NodeId)>> {
+        match self.guest_node(self.node(ino)?) {
+            Some((ci, vi, id)) => match self.guest(ci, vi) {
+                Ok(fs) => {
+                    let id = id.unwrap_or_else(|| fs.root());
+                    Ok(Some((fs, id)))
+                }
+                Err(_) if id.is_none() => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// The extended attribute names of `ino`, as `listxattr` lists them.
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<OsString>> {
+        match self.guest_of(ino)? {
+            Some((fs, id)) => fs.xattr_names(id),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Extended attribute `name` of `ino`; `None` if it has none of that name.
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Option<Vec<u8>>> {
+        match self.guest_of(ino)? {
+            Some((fs, id)) => fs.xattr(id, name),
+            None => Ok(None),
+        }
+    }
+
+    /// The named data streams of `ino` (NTFS alternate data streams).
+    pub fn streams(&self, ino: Ino) -> Result<Vec<StreamInfo>> {
+        match self.guest_of(ino)? {
+            Some((fs, id)) => fs.streams(id),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Read stream `name` of `ino` at `offset`, as [`Vfs::read`] reads its contents.
+    pub fn read_stream(&self, ino: Ino, name: &OsStr, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        match self.guest_of(ino)? {
+            Some((fs, id)) => fs.read_stream(id, name, offset, buf),
+            None => Err(Error::NotFound(format!("node {ino}: stream {:?}", name.to_string_lossy()))),
+        }
+    }
+
+    /// The node at `path`, or a named stream of one: `dir/file.txt:Zone.Identifier`.
+    ///
+    /// A `:` is a stream separator only where the path as given does not exist, only in
+    /// its last component, and only on a filesystem with streams (NTFS): a name with a
+    /// colon (legal on ext4, and in NTFS's POSIX namespace) is found as itself first.
+    /// A trailing `:$DATA` (Windows' full form) is dropped, then the component splits at
+    /// its last colon (stream names hold none, POSIX file names may), so
+    /// `file.txt::$DATA` is the file itself and `a:b.txt:s` stream `s` of `a:b.txt`.
+    pub fn resolve_stream(&self, path: &str) -> Result<(Ino, Option<OsString>)> {
+        let err = match self.resolve(path) {
+            Ok(ino) => return Ok((ino, None)),
+            Err(e @ Error::NotFound(_)) => e,
+            Err(e) => return Err(e),
+        };
+        let trimmed = path.trim_end_matches('/');
+        let (dir, last) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+        let last = match last.len().checked_sub(6) {
+            Some(i) if last.is_char_boundary(i) && last[i..].eq_ignore_ascii_case(":$DATA") => &last[..i],
+            _ => last,
+        };
+        let Some((file, stream)) = last.rsplit_once(':') else {
+            return Err(err);
+        };
+        if file.is_empty() {
+            return Err(err);
+        }
+        let ino = match self.resolve(&format!("{dir}/{file}")) {
+            Ok(ino) => ino,
+            Err(Error::NotFound(_)) => return Err(err),
+            Err(e) => return Err(e),
+        };
+        match self.guest_of(ino)? {
+            Some((fs, _)) if fs.type_name() == "ntfs" => {}
+            _ => return Err(err),
+        }
+        Ok((ino, (!stream.is_empty()).then(|| OsString::from(stream))))
+    }
+
     /// Sizes for `statfs` of the filesystem holding `ino`.
     pub fn stats(&self, ino: Ino) -> Result<FsStats> {
         match self.guest_node(self.node(ino)?) {
             Some((ci, vi, _)) => Ok(self.guest(ci, vi)?.stats()),
-            None => Ok(FsStats {
-                block_size: 4096,
-                ..FsStats::default()
-            }),
+            // Outside a volume, `df` shows the largest virtual disk as the size, all used.
+            None => {
+                let largest = self.tree.checkpoints.iter().map(|c| c.file.metadata.virtual_size).max().unwrap_or(0);
+                Ok(FsStats {
+                    block_size: 4096,
+                    blocks: largest.div_ceil(4096),
+                    files: self.tree.checkpoints.len() as u64,
+                    ..FsStats::default()
+                })
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
 use ntfs::NtfsAttributeType;
 
 use super::record::{apply_fixups, u16_at, u32_at, u64_at, Attribute};
+use super::reparse::{TAG_LX_SYMLINK, TAG_MOUNT_POINT, TAG_SYMLINK};
 use super::runs::RunMap;
 use super::stream::{stream, Stream};
 use super::{Disk, FIRST_USER_RECORD};
@@ -33,10 +34,14 @@ struct Walk<'a> {
     vcn_bytes: u64,
     visited: HashSet<u64>,
     out: Vec<DirEntry>,
+    /// Entries that may be links, whose kind only their record tells.
+    maybe_links: Vec<usize>,
 }
 
-/// The visible entries of directory `dir`, whose attributes are `attrs`.
-pub(super) fn list(disk: &Disk, dir: u64, attrs: &[Attribute]) -> Result<Vec<DirEntry>, String> {
+/// The visible entries of directory `dir`, whose attributes are `attrs`, and which of
+/// them are reparse points that may be links (symlinks, junctions): the index keeps
+/// their tag, but whether their reparse data is sound only their record says.
+pub(super) fn list(disk: &Disk, dir: u64, attrs: &[Attribute]) -> Result<(Vec<DirEntry>, Vec<usize>), String> {
     let root = match stream(attrs, NtfsAttributeType::IndexRoot, "$I30")? {
         Some(Stream::Resident(v)) => v,
         Some(_) => return Err("its $I30 index root is not resident".into()),
@@ -68,10 +73,11 @@ pub(super) fn list(disk: &Disk, dir: u64, attrs: &[Attribute]) -> Result<Vec<Dir
         },
         visited: HashSet::new(),
         out: Vec::new(),
+        maybe_links: Vec::new(),
     };
     let (start, end) = node_bounds(root, 16)?;
     walk.node(root, start, end, 0)?;
-    Ok(walk.out)
+    Ok((walk.out, walk.maybe_links))
 }
 
 /// Where a node's entries lie in `buf`, from the node header at `header`.
@@ -189,6 +195,14 @@ impl Walk<'_> {
         } else {
             FileKind::File
         };
+        // With the reparse flag, the key's EA-size field holds the tag (0 where a writer
+        // left it out). Other tags (WOF, dedup, cloud files) never make a link, which
+        // spares loading the records of every WOF-compressed system file.
+        if attributes.contains(NtfsFileAttributeFlags::REPARSE_POINT)
+            && matches!(u32_at(key, 60), 0 | TAG_SYMLINK | TAG_MOUNT_POINT | TAG_LX_SYMLINK)
+        {
+            self.maybe_links.push(self.out.len());
+        }
         self.out.push(DirEntry {
             name: OsString::from(name),
             node: record,

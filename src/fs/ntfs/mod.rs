@@ -15,17 +15,24 @@
 //! - Listings hide DOS-only names and the metadata files (records below 16: `$MFT` …
 //!   `$Extend`), as ntfs-3g does; `$RECYCLE.BIN`, "System Volume Information" and other
 //!   ordinary files stay.
-//! - Compressed, encrypted and WOF-compressed (or otherwise placeholder) files list with
-//!   their right sizes, but reading them is an error until they are decoded.
+//! - LZNT1- and WOF-compressed files read as their decompressed bytes (`compressed`,
+//!   `wof`). Encrypted files and other placeholders list with their right sizes, but
+//!   reading them is an error.
 
 mod cache;
+mod compress;
+mod compressed;
 mod index;
 mod node;
 mod record;
+mod reparse;
 mod runs;
 mod stream;
+mod streams;
+mod wof;
+mod xattr;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
@@ -36,7 +43,7 @@ use self::node::{nt_time, Content, Header, Node};
 use self::record::{Attribute, Record, FLAG_IN_USE};
 use self::runs::RunMap;
 use self::stream::{stream, Stream};
-use super::{Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId, Volume};
+use super::{Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId, StreamInfo, Volume};
 use crate::io::Cursor;
 use crate::{Error, Result};
 
@@ -86,6 +93,10 @@ pub struct NtfsFs {
     nodes: Cache<Arc<Node>>,
     dirs: Cache<Arc<[DirEntry]>>,
     data: Cache<Arc<RunMap>>,
+    /// Streams, flags and link targets: what extended attributes and symlinks show.
+    extra: Cache<Arc<xattr::Extra>>,
+    links: Cache<Arc<OsStr>>,
+    decoded: compressed::Decoded,
     stats: OnceLock<FsStats>,
 }
 
@@ -125,6 +136,9 @@ pub fn open(volume: Volume) -> Result<NtfsFs> {
         nodes: Cache::new(16 << 10, 16 << 20),
         dirs: Cache::new(4 << 10, 64 << 20),
         data: Cache::new(4 << 10, 32 << 20),
+        extra: Cache::new(16 << 10, 16 << 20),
+        links: Cache::new(4 << 10, 4 << 20),
+        decoded: compressed::Decoded::new(),
         stats: OnceLock::new(),
     };
     if fs.node(ROOT)?.kind != FileKind::Dir {
@@ -234,6 +248,16 @@ impl NtfsFs {
         Ok(map)
     }
 
+    /// The target of link node `n`, made once.
+    fn link(&self, n: u64) -> Result<Arc<OsStr>> {
+        if let Some(t) = self.links.get(n) {
+            return Ok(t);
+        }
+        let t: Arc<OsStr> = self.link_target(n)?.into();
+        self.links.put(n, t.clone(), 64 + t.len());
+        Ok(t)
+    }
+
     fn count_free_clusters(&self) -> Result<u64> {
         let bitmap = KnownNtfsFileRecordNumber::Bitmap as u64;
         let bytes = self.disk.total_clusters.div_ceil(8);
@@ -302,12 +326,22 @@ impl GuestFs for NtfsFs {
 
     fn attr(&self, n: NodeId) -> Result<Attr> {
         let node = self.node(n)?;
+        // A symlink's size is its target's length; a target that cannot be made is
+        // reported by readlink, and stat still works.
+        let size = match node.kind {
+            FileKind::Symlink => self.link(n).map_or(0, |t| t.len() as u64),
+            _ => node.size,
+        };
         Ok(Attr {
             node: n,
             kind: node.kind,
-            size: node.size,
+            size,
             blocks: node.allocated.div_ceil(512),
-            perm: if node.kind == FileKind::Dir { 0o555 } else { 0o444 },
+            perm: match node.kind {
+                FileKind::Dir => 0o555,
+                FileKind::Symlink => 0o777,
+                _ => 0o444,
+            },
             uid: 0,
             gid: 0,
             nlink: node.nlink,
@@ -323,13 +357,25 @@ impl GuestFs for NtfsFs {
         if let Some(d) = self.dirs.get(dir) {
             return Ok(d);
         }
-        if self.node(dir)?.kind != FileKind::Dir {
-            return Err(fs_err(format!("file record {dir} is not a directory")));
+        match self.node(dir)?.kind {
+            FileKind::Dir => {}
+            // Paths are not followed through links here (the kernel follows them in the
+            // mount): say where this one leads.
+            FileKind::Symlink => {
+                let to = self.link(dir).map_or_else(|_| "?".into(), |t| t.to_string_lossy().into_owned());
+                return Err(Error::NotADirectory(format!("ntfs file record {dir} (a link to {to})")));
+            }
+            _ => return Err(fs_err(format!("file record {dir} is not a directory"))),
         }
         let (_, attrs) = self.attributes(dir)?;
-        let entries: Arc<[DirEntry]> = index::list(&self.disk, dir, &attrs)
-            .map_err(|e| fs_err(format!("directory record {dir}: {e}")))?
-            .into();
+        let (mut entries, maybe_links) =
+            index::list(&self.disk, dir, &attrs).map_err(|e| fs_err(format!("directory record {dir}: {e}")))?;
+        for i in maybe_links {
+            if let Ok(node) = self.node(entries[i].node) {
+                entries[i].kind = node.kind;
+            }
+        }
+        let entries: Arc<[DirEntry]> = entries.into();
         let weight = entries.iter().map(|e| 48 + e.name.len()).sum::<usize>();
         self.dirs.put(dir, entries.clone(), weight);
         Ok(entries)
@@ -356,14 +402,39 @@ impl GuestFs for NtfsFs {
                 Err(fs_err(format!("file record {n}: {why}")))
             }
             Content::Runs => self.data_map(n)?.read(&*self.disk.volume, offset, buf),
+            Content::Lznt1 { unit } => self.read_lznt1(n, *unit, offset, buf),
+            Content::Wof(w) => self.read_wof(n, w, node.size, offset, buf),
         }
     }
 
     fn read_link(&self, n: NodeId) -> Result<OsString> {
-        self.node(n)?;
-        // Reparse points (symlinks, junctions) are shown as plain files and directories
-        // for now; nothing here is a symlink.
-        Err(fs_err(format!("file record {n} is not a symbolic link")))
+        if self.node(n)?.kind != FileKind::Symlink {
+            return Err(Error::NotASymlink(format!("ntfs file record {n}")));
+        }
+        self.link(n).map(|t| t.to_os_string())
+    }
+
+    fn xattr_names(&self, n: NodeId) -> Result<Vec<OsString>> {
+        self.list_xattrs(n)
+    }
+
+    fn xattr(&self, n: NodeId, name: &OsStr) -> Result<Option<Vec<u8>>> {
+        self.get_xattr(n, name)
+    }
+
+    fn streams(&self, n: NodeId) -> Result<Vec<StreamInfo>> {
+        Ok(self
+            .stream_list(n)?
+            .into_iter()
+            .map(|s| StreamInfo {
+                name: s.name.into(),
+                size: s.size,
+            })
+            .collect())
+    }
+
+    fn read_stream(&self, n: NodeId, name: &OsStr, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.read_named(n, &name.to_string_lossy(), offset, buf)
     }
 
     fn stats(&self) -> FsStats {

@@ -36,6 +36,10 @@ pub(super) enum Content {
     Resident(Box<[u8]>),
     /// Through the node's run map.
     Runs,
+    /// LZNT1-compressed, through the node's run map, in units of this many bytes.
+    Lznt1 { unit: u32 },
+    /// WOF-compressed; a non-resident `WofCompressedData` stream is the node's run map.
+    Wof(super::wof::Wof),
     /// Reads fail with this reason: returning what the clusters hold would be wrong.
     Unreadable(String),
 }
@@ -149,6 +153,12 @@ pub(super) fn build(
         content: Content::None,
     };
 
+    // Symlinks and junctions: their target is in the reparse point (see `reparse`).
+    if super::reparse::is_link(disk, n, attrs) {
+        node.kind = FileKind::Symlink;
+        return Ok((node, None));
+    }
+
     if header.flags & FLAG_DIRECTORY != 0 {
         node.kind = FileKind::Dir;
         // As ntfs-3g: the size of the $I30 index allocation, 0 for a small directory.
@@ -184,7 +194,12 @@ pub(super) fn build(
         }
     };
 
-    if let Some(why) = unreadable(disk, attrs, file_attributes, flags, &data) {
+    let encrypted = file_attributes.contains(NtfsFileAttributeFlags::ENCRYPTED);
+    if let Some((content, map)) = super::compressed::content(disk, n, attrs, encrypted, flags, &data) {
+        node.content = content;
+        return Ok((node, map));
+    }
+    if let Some(why) = unreadable(disk, attrs, file_attributes, flags) {
         node.content = Content::Unreadable(why);
         return Ok((node, None));
     }
@@ -212,19 +227,9 @@ fn unreadable(
     attrs: &[Attribute],
     file_attributes: NtfsFileAttributeFlags,
     data_flags: u16,
-    data: &Stream,
 ) -> Option<String> {
     if data_flags & ATTR_ENCRYPTED != 0 || file_attributes.contains(NtfsFileAttributeFlags::ENCRYPTED) {
         return Some("EFS-encrypted; ckptfs cannot decrypt it".into());
-    }
-    if let Stream::NonResident { head, .. } = data {
-        // The `ntfs` crate would hand out the raw compression units.
-        if data_flags & ATTR_COMPRESSION_MASK != 0 {
-            return Some(format!(
-                "LZNT1-compressed (compression units of {} clusters); decompression is not supported yet",
-                1u64 << head.compression_unit.min(16)
-            ));
-        }
     }
     // Reparse points are shown as the file or directory their record is (their own
     // issue); but for a WOF-compressed file (tag 0x80000017, data in the
@@ -232,12 +237,8 @@ fn unreadable(
     // stand-in whose zeros are not the file's bytes, so reading it must fail.
     let reparse = match stream(attrs, NtfsAttributeType::ReparsePoint, "") {
         Ok(None) => None,
-        Ok(Some(s)) => Some(
-            disk.read_all("$REPARSE_POINT".into(), &s, 1 << 16)
-                .ok()
-                .filter(|v| v.len() >= 4)
-                .map(|v| u32::from_le_bytes(v[..4].try_into().unwrap())),
-        ),
+        // A buffer whose lengths disagree is damaged whatever its tag says.
+        Ok(Some(_)) => Some(super::reparse::valid_tag(disk, attrs)),
         Err(_) => Some(None),
     };
     match reparse {

@@ -173,6 +173,34 @@ impl RunMap {
         self.runs.len()
     }
 
+    pub fn initialized(&self) -> u64 {
+        self.initialized
+    }
+
+    /// Where the runs end: the stream's allocated length as its runs describe it.
+    pub fn mapped_end(&self) -> u64 {
+        self.runs.last().map_or(0, |r| r.start + r.len)
+    }
+
+    /// Bytes of `start..end` that clusters hold: not holes, not past the runs. (A
+    /// compressed stream tells its compressed units apart this way.)
+    pub fn stored(&self, start: u64, end: u64) -> u64 {
+        let first = self.runs.partition_point(|r| r.start + r.len <= start);
+        self.runs[first..]
+            .iter()
+            .take_while(|r| r.start < end)
+            .filter(|r| r.volume.is_some())
+            .map(|r| (r.start + r.len).min(end) - r.start.max(start))
+            .sum()
+    }
+
+    /// Read `buf.len()` bytes at `offset` as the clusters hold them, whatever the sizes
+    /// say (compressed data lies past the data size): holes read as zeros, bytes no run
+    /// maps are an error.
+    pub fn read_raw(&self, volume: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_mapped(volume, offset, buf)
+    }
+
     /// Read at most `buf.len()` bytes at `offset`; the count, 0 at or past the end.
     pub fn read(&self, volume: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size || buf.is_empty() {
