@@ -16,6 +16,7 @@ fn mutations(target: &str) -> usize {
     match target {
         "vhdx_file" => 40,
         "layered_read" => 80,
+        "gpt" => 100,
         "log_replay" => 200,
         _ => 400,
     }
@@ -198,6 +199,21 @@ fn layered_read() {
 #[test]
 fn vhdx_file() {
     run_target("vhdx_file");
+}
+
+#[test]
+fn mbr() {
+    run_target("mbr");
+}
+
+#[test]
+fn gpt() {
+    run_target("gpt");
+}
+
+#[test]
+fn partition_table() {
+    run_target("partition_table");
 }
 
 /// The checks' own CRC-32C (their reference for every checksum) against the standard

@@ -12,11 +12,16 @@
 #![allow(clippy::manual_is_multiple_of, clippy::needless_range_loop)]
 
 pub mod bat;
+pub mod gpt;
 pub mod header;
 pub mod layered;
 pub mod log;
+pub mod mbr;
 pub mod metadata;
 pub mod parent_locator;
+pub mod partition;
+pub mod partition_seeds;
+pub mod partition_table;
 pub mod region;
 pub mod sector_bitmap;
 pub mod seeds;
@@ -40,6 +45,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("log_replay", log::check),
     ("layered_read", layered::check),
     ("vhdx_file", vhdx_file::check),
+    ("mbr", mbr::check),
+    ("gpt", gpt::check),
+    ("partition_table", partition_table::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,

@@ -446,5 +446,6 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         e.u64(u64::from(k) * 0x8_1234).u16(0x7000);
     }
     add("vhdx_file", "damaged_structures", e.done());
+    out.extend(super::partition_seeds::all());
     out
 }

@@ -125,6 +125,10 @@ pub struct GptEntry {
 /// Check the array's CRC against the header and return the used entries (those whose
 /// type GUID is not nil).
 pub fn parse_entries(array: &[u8], header: &GptHeader) -> Result<Vec<GptEntry>, String> {
+    // parse_header refuses these; a header built by hand must not panic either.
+    if header.entry_size < 128 || header.entry_size % 8 != 0 {
+        return Err(format!("entry size {} is not a multiple of 8 of at least 128", header.entry_size));
+    }
     let len = header.entries_bytes();
     if array.len() < len {
         return Err(format!("entry array holds {} of {len} bytes", array.len()));
@@ -317,12 +321,12 @@ fn check_backup(
             "backup GPT at LBA {alt}: {e}; the primary GPT is intact and used"
         )),
         Ok(b) => {
-            if (b.entry_count, b.entry_size, b.entries_crc32)
-                != (
-                    primary.entry_count,
-                    primary.entry_size,
-                    primary.entries_crc32,
-                )
+            // The header can be intact over a damaged array; that is what the user
+            // would lose if the primary failed later.
+            if let Err(e) = read_entries(disk, sector_size, &b) {
+                warnings.push(format!("backup GPT at LBA {alt}: {e}; the primary GPT is intact and used"));
+            } else if (b.entry_count, b.entry_size, b.entries_crc32)
+                != (primary.entry_count, primary.entry_size, primary.entries_crc32)
             {
                 warnings.push(format!(
                     "the backup GPT at LBA {alt} lists different partitions from the primary; the primary is used"

@@ -349,15 +349,16 @@ fn place(
             return None;
         }
     };
-    let wanted = sectors.saturating_mul(ss);
-    let size = if wanted > disk_size - start {
+    // A size that overflows is past the end too (not silently the room that is left).
+    let wanted = sectors.checked_mul(ss);
+    let size = if wanted.is_none_or(|w| w > disk_size - start) {
         let size = disk_size - start;
         warnings.push(format!(
             "partition {number} (LBA {first_lba}, {sectors} sectors) reaches past the end of the disk; cut to {size} bytes"
         ));
         size
     } else {
-        wanted
+        wanted.expect("checked above")
     };
     Some(Partition {
         number,
