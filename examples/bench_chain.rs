@@ -79,6 +79,8 @@ fn main() {
         }
         let mut spec = VhdxSpec::new(Geometry::new(size, BLOCK as u32, 512));
         spec.parent = Some(ParentLink::hyperv(parent_guid, &parent_name));
+        // As Hyper-V does, and as libvhdi (vhdimount, a peer in the benchmark) needs.
+        spec.sector_bitmaps_for_all_chunks = true;
         for block in touched {
             let len = BLOCK.min(size - block * BLOCK);
             let mut data = vec![0u8; len as usize];

@@ -9,10 +9,12 @@
 # at the newest checkpoint (depth 50), the file touches every layer. flat.raw holds the
 # newest state's exact bytes, for the kernel.
 #
-# Each figure is the median of RUNS runs (default 5), with the image files in the page
-# cache and the filesystem layer cold: before every run the page cache is dropped and
-# the image files read back in, then the kernel gets a fresh loop mount and ckptfs a
-# fresh mount (new process, empty caches). Needs root, /dev/fuse, e2fsprogs,
+# Each figure is the median of RUNS runs (default 7; the range is shown too), with the
+# image files in the page cache and the filesystem layer cold: before every run the
+# page cache is dropped, memory compacted and the image files read back in, then the
+# kernel gets a fresh loop mount and ckptfs a fresh mount (new process, empty caches).
+# Compaction matters: on a fragmented memory the kernel's loop path cannot use large
+# folios and runs up to 15 times slower, which would flatter ckptfs. Needs root, /dev/fuse, e2fsprogs,
 # qemu-utils, bc; uses vhdimount (Debian libvhdi-utils) and target-mount (pip install
 # dissect.target dissect.extfs fusepy) when installed, after checking they read the
 # right bytes.
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache=${1:-${CKPTFS_BENCH_CACHE:-$HOME/.cache/ckptfs-bench}}
-runs=${RUNS:-5}
+runs=${RUNS:-7}
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (loop and FUSE mounts)" >&2; exit 1; }
 
 cargo build --release --quiet --bin ckptfs --example bench_chain
@@ -36,7 +38,9 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- fixture
-if [ ! -e "$cache/ready" ]; then
+# Bump when the fixture's recipe changes, so that cached fixtures are rebuilt.
+fixture_version=2
+if [ "$(cat "$cache/ready" 2>/dev/null)" != "$fixture_version" ]; then
     echo "building the fixture in $cache (once)..."
     rm -f "$cache"/*.vhdx "$cache"/*.avhdx "$cache"/flat.raw
     truncate -s 2G "$cache/flat.raw"
@@ -63,7 +67,7 @@ EOF
     umount "$work/mnt_build"
     qemu-img convert -O vhdx -o subformat=dynamic,block_size=2M "$cache/flat.raw" "$cache/bench.vhdx"
     target/release/examples/bench_chain "$cache/bench.vhdx" "$cache/flat.raw" "$cache/extents" 49 > /dev/null
-    touch "$cache/ready"
+    echo "$fixture_version" > "$cache/ready"
 fi
 leaf=$(ls "$cache"/bench_49.avhdx)
 
@@ -73,6 +77,7 @@ leaf=$(ls "$cache"/bench_49.avhdx)
 warm() {
     sync
     echo 3 > /proc/sys/vm/drop_caches
+    echo 1 > /proc/sys/vm/compact_memory
     cat "$cache"/*.vhdx "$cache"/*.avhdx "$cache/flat.raw" > /dev/null
 }
 now() { date +%s.%N; }
@@ -98,12 +103,14 @@ base_name=$("$bin" list --json "$leaf" | python3 -c 'import json,sys; print(json
 top=$work/mnt_c/50_current/volume_bench
 bottom=$work/mnt_c/$base_name/volume_bench
 
-declare -A t
-measure() { # name, then a command printing seconds; median of $runs
+declare -A t lo hi
+measure() { # name, then a command printing seconds; median of $runs, and the range
     local name=$1; shift
     local samples=()
     for _ in $(seq "$runs"); do warm; samples+=("$("$@")"); done
     t[$name]=$(printf '%s\n' "${samples[@]}" | median)
+    lo[$name]=$(printf '%s\n' "${samples[@]}" | sort -g | head -1)
+    hi[$name]=$(printf '%s\n' "${samples[@]}" | sort -g | tail -1)
 }
 
 k_read() { kernel_mount; local s; s=$(read_time "$work/mnt_k/big.bin"); umount "$work/mnt_k"; echo "$s"; }
@@ -133,7 +140,10 @@ if command -v vhdimount > /dev/null; then
     # A peer that reads the wrong bytes fast proves nothing: check its first 256 MiB.
     mkdir -p "$work/mnt_v"
     vhdimount "$leaf" "$work/mnt_v" > /dev/null
-    if ! cmp -n $((256 << 20)) "$work/mnt_v/vhdi1" "$cache/flat.raw" > /dev/null; then
+    # vhdimount shows every state of the chain, vhdi1 the base and the highest number
+    # the newest.
+    newest=$(ls "$work/mnt_v" | sort -V | tail -1)
+    if ! cmp "$work/mnt_v/$newest" "$cache/flat.raw" > /dev/null; then
         echo "vhdimount reads other bytes than the newest state: not measured" >&2
         umount "$work/mnt_v"
     else
@@ -145,21 +155,31 @@ if [ -n "${vhdimount_ok:-}" ]; then
     v_disk() {
         mkdir -p "$work/mnt_v"
         vhdimount "$leaf" "$work/mnt_v" > /dev/null
-        local s; s=$(read_time "$work/mnt_v/vhdi1")
+        local s; s=$(read_time "$work/mnt_v/$newest")
         umount "$work/mnt_v"; echo "$s"
     }
     measure vhdimount_disk v_disk
 fi
 if command -v target-mount > /dev/null; then
-    d_read() {
+    dissect_mount() {
         mkdir -p "$work/mnt_d"
         target-mount "$leaf" "$work/mnt_d" > "$work/dissect.log" 2>&1 &
-        local pid=$! i
+        dissect_pid=$!
+        local i
         for i in $(seq 600); do [ -e "$work/mnt_d/fs/big.bin" ] && break; sleep 0.1; done
-        local f=$work/mnt_d/fs/big.bin s
-        s=$(read_time "$f")
-        umount "$work/mnt_d"; wait "$pid" || true; echo "$s"
     }
+    dissect_umount() { umount "$work/mnt_d"; wait "$dissect_pid" || true; }
+    # As for vhdimount: measure only if it reads the right bytes.
+    dissect_mount
+    if "$bin" cat "$leaf" 50_current/volume_bench/big.bin | cmp - "$work/mnt_d/fs/big.bin" > /dev/null 2>&1; then
+        dissect_ok=1
+    else
+        echo "dissect target-mount reads other bytes than ckptfs and the kernel: not measured" >&2
+    fi
+    dissect_umount
+fi
+if [ -n "${dissect_ok:-}" ]; then
+    d_read() { dissect_mount; local s; s=$(read_time "$work/mnt_d/fs/big.bin"); dissect_umount; echo "$s"; }
     measure dissect_read d_read
 fi
 
@@ -170,17 +190,20 @@ printf 'machine: %s, %s CPUs, %s GiB RAM, Linux %s\n' \
     "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
     "$(awk '/MemTotal/ { printf "%d", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
 printf 'fixture: 2 GiB ext4, 1 GiB big.bin, 20,000 small files; base + 49 layers; median of %s runs\n\n' "$runs"
-row() { printf '%-46s %10s\n' "$1" "$2"; }
-row "kernel, loop mount: big.bin" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[kernel_read]}")")"
-row "kernel, loop mount: find + stat 20,000 files" "$(printf '%.3f s' "${t[kernel_find]}")"
-row "ckptfs mount: big.bin at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[ckptfs_read50]}")")"
-row "ckptfs mount: big.bin at depth 1" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[ckptfs_read1]}")")"
-row "ckptfs mount: find + stat 20,000 files" "$(printf '%.3f s' "${t[ckptfs_find]}")"
-row "ckptfs mount: disk.img (2 GiB) at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $disk_mib "${t[ckptfs_disk]}")")"
-row "ckptfs mount: time to a ready mount" "$(printf '%.3f s' "${t[ckptfs_mount]}")"
+row() { printf '%-46s %10s  %s\n' "$1" "$2" "${3:-}"; }
+# "(slowest-fastest)" of a throughput in MiB/s, from the range of times
+span() { printf '(%.0f-%.0f)' "$(mib_s "$1" "${hi[$2]}")" "$(mib_s "$1" "${lo[$2]}")"; }
+tspan() { printf '(%.3f-%.3f s)' "${lo[$1]}" "${hi[$1]}"; }
+row "kernel, loop mount: big.bin" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[kernel_read]}")")" "$(span $gib kernel_read)"
+row "kernel, loop mount: find + stat 20,000 files" "$(printf '%.3f s' "${t[kernel_find]}")" "$(tspan kernel_find)"
+row "ckptfs mount: big.bin at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[ckptfs_read50]}")")" "$(span $gib ckptfs_read50)"
+row "ckptfs mount: big.bin at depth 1" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[ckptfs_read1]}")")" "$(span $gib ckptfs_read1)"
+row "ckptfs mount: find + stat 20,000 files" "$(printf '%.3f s' "${t[ckptfs_find]}")" "$(tspan ckptfs_find)"
+row "ckptfs mount: disk.img (2 GiB) at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $disk_mib "${t[ckptfs_disk]}")")" "$(span $disk_mib ckptfs_disk)"
+row "ckptfs mount: time to a ready mount" "$(printf '%.3f s' "${t[ckptfs_mount]}")" "$(tspan ckptfs_mount)"
 row "ckptfs: peak RSS reading big.bin" "$(printf '%d MiB' $((rss_kib / 1024)))"
-[ -n "${t[vhdimount_disk]:-}" ] && row "vhdimount: raw disk (2 GiB) at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $disk_mib "${t[vhdimount_disk]}")")"
-[ -n "${t[dissect_read]:-}" ] && row "dissect target-mount: big.bin at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[dissect_read]}")")"
+[ -n "${t[vhdimount_disk]:-}" ] && row "vhdimount: raw disk (2 GiB) at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $disk_mib "${t[vhdimount_disk]}")")" "$(span $disk_mib vhdimount_disk)"
+[ -n "${t[dissect_read]:-}" ] && row "dissect target-mount: big.bin at depth 50" "$(printf '%.0f MiB/s' "$(mib_s $gib "${t[dissect_read]}")")" "$(span $gib dissect_read)"
 
 ratio() { echo "$1 / $2" | bc -l; }
 check() { # label, value, comparison, target
