@@ -30,7 +30,11 @@ fn main() {
         std::process::exit(2);
     }
     let base = PathBuf::from(&args[0]);
-    let flat = File::options().read(true).write(true).open(&args[1]).expect("open flat image");
+    let flat = File::options()
+        .read(true)
+        .write(true)
+        .open(&args[1])
+        .expect("open flat image");
     let extents: Vec<(u64, u64)> = std::fs::read_to_string(&args[2])
         .expect("read extents")
         .lines()
@@ -91,7 +95,12 @@ fn main() {
         let path = dir.join(&name);
         write_vhdx(&path, &spec).expect("write layer");
         let t = UNIX_EPOCH + Duration::from_secs(t0 + 60 * (layer + 1));
-        File::options().write(true).open(&path).unwrap().set_times(FileTimes::new().set_modified(t)).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(t))
+            .unwrap();
         parent_guid = spec.data_write_guid;
         parent_name = name;
         println!("{}", path.display());

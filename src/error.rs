@@ -54,9 +54,7 @@ pub enum Error {
     #[error("{}: the chain of parents loops back to {}", child.display(), repeated.display())]
     ChainCycle { child: PathBuf, repeated: PathBuf },
 
-    #[error(
-        "read of {len} bytes at offset {offset:#x} is past the end of the disk ({size:#x} bytes)"
-    )]
+    #[error("read of {len} bytes at offset {offset:#x} is past the end of the disk ({size:#x} bytes)")]
     OutOfRange { offset: u64, len: u64, size: u64 },
 
     #[error("{0}: no such file or directory")]

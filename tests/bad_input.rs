@@ -116,11 +116,7 @@ fn bat_entry_past_the_end_of_the_file() {
     let entry = (4096u64 << 20) | 6;
     patch(&img.path, img.bat_offset + 3 * 8, &entry.to_le_bytes());
     let out = cat(&img.path).failed();
-    assert_one_line_naming(
-        &out,
-        &img.path,
-        &["block 3", "0x100000000", "past the end of the file"],
-    );
+    assert_one_line_naming(&out, &img.path, &["block 3", "0x100000000", "past the end of the file"]);
 }
 
 #[test]
@@ -143,11 +139,7 @@ fn block_size_that_is_not_allowed() {
         .find(|&at| b[at..at + 4] == 0xCAA16737u32.to_le_bytes())
         .unwrap();
     let offset = u32::from_le_bytes(b[item + 16..item + 20].try_into().unwrap()) as u64;
-    patch(
-        &img.path,
-        img.metadata_offset + offset,
-        &(3 * MIB as u32).to_le_bytes(),
-    );
+    patch(&img.path, img.metadata_offset + offset, &(3 * MIB as u32).to_le_bytes());
     let out = cat(&img.path).failed();
     assert_one_line_naming(&out, &img.path, &["block size 0x300000", "power of two"]);
 }
@@ -155,13 +147,9 @@ fn block_size_that_is_not_allowed() {
 #[test]
 fn truncated_file() {
     let Some(img) = qemu_image() else { return };
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&img.path)
-        .unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&img.path).unwrap();
     // Cut inside the payload: the BAT points past the end.
-    f.set_len(img.bat_offset.max(img.metadata_offset) + 2 * MIB)
-        .unwrap();
+    f.set_len(img.bat_offset.max(img.metadata_offset) + 2 * MIB).unwrap();
     let out = cat(&img.path).failed();
     assert_one_line_naming(&out, &img.path, &["past the end of the file"]);
     // Cut inside the header section: the file is not usable at all.
@@ -173,10 +161,7 @@ fn truncated_file() {
 #[test]
 fn not_a_vhdx_file() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in [
-        ("random.vhdx", pseudo_random(1, 3 << 20)),
-        ("empty.vhdx", Vec::new()),
-    ] {
+    for (name, bytes) in [("random.vhdx", pseudo_random(1, 3 << 20)), ("empty.vhdx", Vec::new())] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         for cmd in ["info", "list"] {
@@ -225,10 +210,20 @@ fn a_closed_output_pipe_is_not_a_panic() {
         env!("CARGO_BIN_EXE_ckptfs"),
         img.path.display()
     );
-    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");
-    let script = format!("'{}' list '{}' | (exec 0<&-; sleep 0.3)", env!("CARGO_BIN_EXE_ckptfs"), img.path.display());
-    let out = std::process::Command::new("bash").args(["-c", &script]).output().unwrap();
+    let script = format!(
+        "'{}' list '{}' | (exec 0<&-; sleep 0.3)",
+        env!("CARGO_BIN_EXE_ckptfs"),
+        img.path.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

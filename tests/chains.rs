@@ -236,10 +236,17 @@ fn hostile_block_offsets_are_errors_for_every_part_of_the_block() {
     for (what, entry) in [("offset 0", 6u64), ("offset near 2^64", 0xFFFF_FFFF_FFF0_0006)] {
         let dir = tempfile::tempdir().unwrap();
         let mut c = ChainBuilder::new(dir.path(), 8 * MIB, 512);
-        let base = c.base("vm.vhdx", 4 << 20, false, |e| e.write(0, &pseudo_random(61, (4 * MIB) as usize)));
+        let base = c.base("vm.vhdx", 4 << 20, false, |e| {
+            e.write(0, &pseudo_random(61, (4 * MIB) as usize))
+        });
         let path = c.path(&base);
         let bat = c.layout(&base).bat_offset;
-        std::fs::File::options().write(true).open(&path).unwrap().write_all_at(&entry.to_le_bytes(), bat).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&entry.to_le_bytes(), bat)
+            .unwrap();
         let tree = discover(&path);
         let disk = tree.disk(0);
         for at in [0, MIB, 3 * MIB] {

@@ -447,7 +447,11 @@ fn reads_what_ntfs3g_reads() {
         assert_eq!((size, fs.attr(e.node).unwrap().blocks), (host.len(), host.blocks()));
         let mut buf = vec![0u8; size as usize + 1];
         assert_eq!(fs.read(e.node, 0, &mut buf).unwrap(), size as usize);
-        util::assert_same_bytes(&buf[..size as usize], &fs::read(&path).unwrap(), &path.display().to_string());
+        util::assert_same_bytes(
+            &buf[..size as usize],
+            &fs::read(&path).unwrap(),
+            &path.display().to_string(),
+        );
     }
 
     // Hard links share the node; the metadata files and the 8.3 alias are not listed.

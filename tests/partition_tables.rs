@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ckptfs::io::{check_range, ReadAt};
-use ckptfs::volume::partition::{
-    read_partition_table, Partition, PartitionKind, PartitionTable, TableKind,
-};
+use ckptfs::volume::partition::{read_partition_table, Partition, PartitionKind, PartitionTable, TableKind};
 use util::have_tool;
 use uuid::Uuid;
 
@@ -59,12 +57,7 @@ fn sh(cmd: &str, args: &[&str], stdin: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -98,12 +91,7 @@ struct Expected {
 
 fn read_ours(path: &Path, sector_size: u32) -> PartitionTable {
     let t = read_partition_table(&RawDisk::open(path), sector_size).unwrap();
-    eprintln!(
-        "{}: {:?}, warnings {:?}",
-        path.display(),
-        t.kind,
-        t.warnings
-    );
+    eprintln!("{}: {:?}, warnings {:?}", path.display(), t.kind, t.warnings);
     t
 }
 
@@ -120,9 +108,7 @@ fn ours_as_expected(t: &PartitionTable, sector_size: u64) -> Vec<Expected> {
                 sectors: part.size / sector_size,
                 type_code: match part.kind {
                     PartitionKind::Mbr { type_byte } => format!("{type_byte:x}"),
-                    PartitionKind::Gpt { type_guid, .. } => {
-                        type_guid.hyphenated().to_string().to_uppercase()
-                    }
+                    PartitionKind::Gpt { type_guid, .. } => type_guid.hyphenated().to_string().to_uppercase(),
                 },
                 name: part.name.clone(),
             }
@@ -137,11 +123,7 @@ fn sfdisk_json(device: &str) -> (String, u64, Vec<Expected>) {
         serde_json::from_str(&sh("sfdisk", &["--json", device], "")).expect("sfdisk --json output");
     let pt = &json["partitiontable"];
     let number_of = |node: &str| -> u32 {
-        let digits: String = node
-            .chars()
-            .rev()
-            .take_while(char::is_ascii_digit)
-            .collect();
+        let digits: String = node.chars().rev().take_while(char::is_ascii_digit).collect();
         digits.chars().rev().collect::<String>().parse().unwrap()
     };
     let parts = pt["partitions"]
@@ -212,8 +194,7 @@ fn sgdisk_report(device: &str) -> Sgdisk {
             type_code: type_guid.to_string(),
             name: (!name.is_empty()).then(|| name.to_string()),
         });
-        out.unique
-            .push(field("Partition unique GUID:").parse().unwrap());
+        out.unique.push(field("Partition unique GUID:").parse().unwrap());
         out.attributes
             .push(u64::from_str_radix(field("Attribute flags:"), 16).unwrap());
     }
@@ -233,11 +214,7 @@ fn check_gpt_details(t: &PartitionTable, oracle: &Sgdisk) {
             panic!("{part:?}")
         };
         assert_eq!(unique_guid, oracle.unique[i], "partition {}", part.number);
-        assert_eq!(
-            attributes, oracle.attributes[i],
-            "partition {}",
-            part.number
-        );
+        assert_eq!(attributes, oracle.attributes[i], "partition {}", part.number);
     }
 }
 
@@ -381,10 +358,7 @@ fn gpt_typecodes_from_sgdisk() {
     assert_eq!(t.sector_size, 512);
     check_gpt_details(&t, &oracle);
     check_sgdisk_types(&t);
-    assert_eq!(
-        t.partitions[0].name.as_deref(),
-        Some("EFI system partition")
-    );
+    assert_eq!(t.partitions[0].name.as_deref(), Some("EFI system partition"));
     assert_eq!(t.partitions[3].name, None);
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
@@ -404,9 +378,7 @@ fn damaged_primary_gpt_falls_back_to_the_backup() {
     assert_eq!(t.kind, TableKind::Gpt { from_backup: true });
     check_gpt_details(&t, &oracle);
     assert!(
-        t.warnings
-            .iter()
-            .any(|w| w.contains("using the backup GPT")),
+        t.warnings.iter().any(|w| w.contains("using the backup GPT")),
         "{:?}",
         t.warnings
     );
@@ -444,11 +416,7 @@ fn hybrid_mbr_from_sgdisk_reads_the_gpt() {
     let t = read_ours(&img, 512);
     assert_eq!(t.kind, TableKind::Gpt { from_backup: false });
     check_gpt_details(&t, &oracle);
-    assert!(
-        t.warnings.iter().any(|w| w.contains("hybrid MBR")),
-        "{:?}",
-        t.warnings
-    );
+    assert!(t.warnings.iter().any(|w| w.contains("hybrid MBR")), "{:?}", t.warnings);
 }
 
 /// A loop device with 4096-byte logical sectors over `file`, detached on drop.
@@ -471,17 +439,13 @@ impl Loop {
             eprintln!("skipped: losetup failed (needs root and loop devices): {why}");
             return None;
         }
-        Some(Loop(
-            String::from_utf8(out.stdout).unwrap().trim().to_string(),
-        ))
+        Some(Loop(String::from_utf8(out.stdout).unwrap().trim().to_string()))
     }
 }
 
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _ = Command::new("blockdev")
-            .args(["--flushbufs", &self.0])
-            .status();
+        let _ = Command::new("blockdev").args(["--flushbufs", &self.0]).status();
         let _ = Command::new("losetup").args(["-d", &self.0]).status();
     }
 }
@@ -515,10 +479,7 @@ fn gpt_with_4096_byte_sectors_from_sgdisk_on_a_loop_device() {
     assert_eq!(probed.sector_size, 4096);
     assert_eq!(probed.partitions, t.partitions);
     assert!(
-        probed
-            .warnings
-            .iter()
-            .any(|w| w.contains("4096-byte sectors")),
+        probed.warnings.iter().any(|w| w.contains("4096-byte sectors")),
         "{:?}",
         probed.warnings
     );
@@ -528,14 +489,7 @@ fn gpt_with_4096_byte_sectors_from_sgdisk_on_a_loop_device() {
 fn fdisk_4096_listing(img: &str) -> Vec<Expected> {
     let out = sh(
         "fdisk",
-        &[
-            "-b",
-            "4096",
-            "-l",
-            "-o",
-            "Device,Start,Sectors,Type-UUID",
-            img,
-        ],
+        &["-b", "4096", "-l", "-o", "Device,Start,Sectors,Type-UUID", img],
         "",
     );
     assert!(out.contains("Disklabel type: gpt"), "{out}");

@@ -89,9 +89,23 @@ fn sparse_64_tib_disk_reads_at_its_far_end() {
     let dir = tempfile::tempdir().unwrap();
     let vhdx = dir.path().join("huge.vhdx");
     let v = vhdx.to_str().unwrap();
-    run("qemu-img", &["create", "-q", "-f", "vhdx", "-o", "block_size=32M", v, "64T"]);
+    run(
+        "qemu-img",
+        &["create", "-q", "-f", "vhdx", "-o", "block_size=32M", v, "64T"],
+    );
     let last = (64u64 << 40) - 4096;
-    run("qemu-io", &["-f", "vhdx", "-c", &format!("write -q -P 0xab {last} 4096"), "-c", "write -q -P 0xcd 0 512", v]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "vhdx",
+            "-c",
+            &format!("write -q -P 0xab {last} 4096"),
+            "-c",
+            "write -q -P 0xcd 0 512",
+            v,
+        ],
+    );
     let tree = CheckpointTree::discover(&vhdx, &DiscoverOptions::default()).unwrap();
     let disk = tree.disk(0);
     assert_eq!(disk.size(), 64u64 << 40);

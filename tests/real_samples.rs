@@ -43,13 +43,7 @@ fn check_windows_disk(name: &str) {
         let raw = dir.path().join("qemu.raw");
         util::run(
             "qemu-img",
-            &[
-                "convert",
-                "-O",
-                "raw",
-                path.to_str().unwrap(),
-                raw.to_str().unwrap(),
-            ],
+            &["convert", "-O", "raw", path.to_str().unwrap(), raw.to_str().unwrap()],
         );
         assert_same_bytes(&out.stdout, &std::fs::read(raw).unwrap(), name);
     }
@@ -90,8 +84,7 @@ fn hyperv_avhdx_with_missing_parent_is_a_clear_error() {
         let out = ckptfs(&args).failed();
         assert!(out.stderr.contains(MISSING_PARENT), "{}", out.stderr);
         assert!(
-            out.stderr
-                .contains("{ff34003b-11ed-4cf8-a166-b2be05e20b80}"),
+            out.stderr.contains("{ff34003b-11ed-4cf8-a166-b2be05e20b80}"),
             "{}",
             out.stderr
         );

@@ -114,12 +114,7 @@ impl LayeredDisk {
     }
 
     fn unit(&self, unit: u64) -> Result<Arc<[OwnedRun]>> {
-        if let Some(runs) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(unit)
-        {
+        if let Some(runs) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(unit) {
             return Ok(runs);
         }
         let runs: Arc<[OwnedRun]> = self.resolve(unit)?.into();
@@ -292,9 +287,7 @@ mod tests {
                 let source = match self.sectors[s as usize] {
                     b'P' => Source::Parent,
                     b'0' => Source::Zero,
-                    _ => Source::Data {
-                        file_offset: s * 512,
-                    },
+                    _ => Source::Data { file_offset: s * 512 },
                 };
                 out.push(Run { len: 512, source });
             }
@@ -347,18 +340,9 @@ mod tests {
 
     #[test]
     fn unaligned_reads_match_the_whole_disk() {
-        let d = LayeredDisk::new(
-            vec![FakeLayer::new("PaPb0P"), FakeLayer::new("cdefgh")],
-            1000,
-        );
+        let d = LayeredDisk::new(vec![FakeLayer::new("PaPb0P"), FakeLayer::new("cdefgh")], 1000);
         let whole = read_all(&d);
-        for (off, len) in [
-            (0usize, 1usize),
-            (511, 2),
-            (700, 1500),
-            (1024, 2048),
-            (3071, 1),
-        ] {
+        for (off, len) in [(0usize, 1usize), (511, 2), (700, 1500), (1024, 2048), (3071, 1)] {
             let mut b = vec![0xEE; len];
             d.read_at(off as u64, &mut b).unwrap();
             assert_eq!(b, whole[off..off + len], "{off}+{len}");
@@ -400,13 +384,8 @@ mod tests {
     #[test]
     fn the_cache_stays_within_its_run_budget() {
         // Alternating sectors: 2048 runs per unit; a budget of 3000 runs holds one unit.
-        let pattern: String = (0..8192)
-            .map(|i| if i % 2 == 0 { 'a' } else { 'P' })
-            .collect();
-        let d = LayeredDisk::new(
-            vec![FakeLayer::new(&pattern), FakeLayer::new(&"b".repeat(8192))],
-            3000,
-        );
+        let pattern: String = (0..8192).map(|i| if i % 2 == 0 { 'a' } else { 'P' }).collect();
+        let d = LayeredDisk::new(vec![FakeLayer::new(&pattern), FakeLayer::new(&"b".repeat(8192))], 3000);
         let mut b = vec![0u8; 512];
         for unit in 0..4 {
             d.read_at(unit * UNIT, &mut b).unwrap();

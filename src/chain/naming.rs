@@ -111,10 +111,7 @@ mod tests {
             input(2, 1_700_003_600, false, "vm_A"),
             input(3, 1_700_007_200, true, "vm_B"),
         ]);
-        assert_eq!(
-            names,
-            ["01_2023-11-14_221320", "02_2023-11-14_231320", "03_current"]
-        );
+        assert_eq!(names, ["01_2023-11-14_221320", "02_2023-11-14_231320", "03_current"]);
     }
 
     #[test]
@@ -134,9 +131,7 @@ mod tests {
 
     #[test]
     fn depth_is_padded_to_sort_in_ls() {
-        let inputs: Vec<NameInput> = (1..=120)
-            .map(|d| input(d, d as u64, d == 120, "f"))
-            .collect();
+        let inputs: Vec<NameInput> = (1..=120).map(|d| input(d, d as u64, d == 120, "f")).collect();
         let names = assign_names(&inputs);
         assert!(names[0].starts_with("001_") && names[119] == "120_current");
         let mut sorted = names.clone();

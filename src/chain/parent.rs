@@ -40,11 +40,7 @@ pub fn canonical(path: &Path) -> Result<PathBuf> {
 /// relative_path, volume_path and absolute_win32_path as the specification orders them,
 /// then each of their file names beside the child and in `search_dirs` (a Windows path
 /// means nothing on this machine, but the file usually travels with its child).
-pub fn candidate_paths(
-    child: &VhdxFile,
-    child_dir: &Path,
-    search_dirs: &[PathBuf],
-) -> Vec<PathBuf> {
+pub fn candidate_paths(child: &VhdxFile, child_dir: &Path, search_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let Some(locator) = child.parent_locator() else {
         return Vec::new();
     };
@@ -53,9 +49,7 @@ pub fn candidate_paths(
     for (key, value) in locator.paths() {
         let value = value.trim_end_matches('\0');
         match key {
-            "relative_path" if !is_windows_absolute(value) => {
-                out.push(join_windows_relative(child_dir, value))
-            }
+            "relative_path" if !is_windows_absolute(value) => out.push(join_windows_relative(child_dir, value)),
             // A locator written on Linux may hold a plain absolute path.
             _ if value.starts_with('/') => out.push(PathBuf::from(value)),
             _ => {}
@@ -91,10 +85,7 @@ fn join_windows_relative(dir: &Path, rel: &str) -> PathBuf {
         match part {
             "" | "." => {}
             ".." => {
-                if !matches!(
-                    out.components().next_back(),
-                    Some(Component::RootDir) | None
-                ) {
+                if !matches!(out.components().next_back(), Some(Component::RootDir) | None) {
                     out.pop();
                 }
             }
@@ -115,12 +106,7 @@ fn existing_case_insensitive(path: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .find(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.to_lowercase() == name)
-                && e.path().is_file()
-        })
+        .find(|e| e.file_name().to_str().is_some_and(|n| n.to_lowercase() == name) && e.path().is_file())
         .map(|e| e.path())
 }
 
@@ -181,9 +167,7 @@ pub fn locate_parent(
             named: locator
                 .paths()
                 .first()
-                .map_or("no path".to_string(), |(key, value)| {
-                    format!("{value} ({key})")
-                }),
+                .map_or("no path".to_string(), |(key, value)| format!("{value} ({key})")),
             linkage: expected,
             tried: candidates,
         },
@@ -197,14 +181,8 @@ mod tests {
     #[test]
     fn windows_relative_paths_fold_dots_and_backslashes() {
         let d = Path::new("/vms/a/b");
-        assert_eq!(
-            join_windows_relative(d, r".\p.vhdx"),
-            Path::new("/vms/a/b/p.vhdx")
-        );
-        assert_eq!(
-            join_windows_relative(d, r"..\..\x\p.vhdx"),
-            Path::new("/vms/x/p.vhdx")
-        );
+        assert_eq!(join_windows_relative(d, r".\p.vhdx"), Path::new("/vms/a/b/p.vhdx"));
+        assert_eq!(join_windows_relative(d, r"..\..\x\p.vhdx"), Path::new("/vms/x/p.vhdx"));
         assert_eq!(
             join_windows_relative(Path::new("/"), r"..\p.vhdx"),
             Path::new("/p.vhdx")
@@ -227,9 +205,6 @@ mod tests {
             existing_case_insensitive(&dir.path().join("base.vhdx")),
             Some(dir.path().join("Base.VHDX"))
         );
-        assert_eq!(
-            existing_case_insensitive(&dir.path().join("other.vhdx")),
-            None
-        );
+        assert_eq!(existing_case_insensitive(&dir.path().join("other.vhdx")), None);
     }
 }

@@ -52,11 +52,7 @@ impl CheckpointTree {
     /// Find the whole tree that `start` belongs to.
     pub fn discover(start: &Path, opts: &DiscoverOptions) -> Result<Self> {
         let mut files = FileCache::default();
-        let search_dirs: Vec<PathBuf> = opts
-            .search_dirs
-            .iter()
-            .filter_map(|d| canonical(d).ok())
-            .collect();
+        let search_dirs: Vec<PathBuf> = opts.search_dirs.iter().filter_map(|d| canonical(d).ok()).collect();
         let start_path = canonical(start)?;
         let start_file = files.open(&start_path)?;
 
@@ -90,11 +86,7 @@ impl CheckpointTree {
         for (i, (p, f)) in up.into_iter().rev().enumerate() {
             members.push((p, f, i.checked_sub(1), i + 1));
         }
-        let mut index: HashMap<PathBuf, usize> = members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.0.clone(), i))
-            .collect();
+        let mut index: HashMap<PathBuf, usize> = members.iter().enumerate().map(|(i, m)| (m.0.clone(), i)).collect();
 
         // Down: scan directories for files whose parent is a member, until none is new.
         let mut candidates: Vec<PathBuf> = Vec::new();
@@ -123,10 +115,7 @@ impl CheckpointTree {
                     continue;
                 };
                 // Cheap filter before resolving paths: does it name a member's DataWriteGuid?
-                if !members
-                    .iter()
-                    .any(|m| linkages.contains(&m.1.header.data_write_guid))
-                {
+                if !members.iter().any(|m| linkages.contains(&m.1.header.data_write_guid)) {
                     continue;
                 }
                 let parent = match locate_parent(&cfile, cpath, &search_dirs, &mut files) {
@@ -188,8 +177,7 @@ impl CheckpointTree {
             .max_by_key(sort_key)
             .unwrap_or(0);
 
-        let position: HashMap<usize, usize> =
-            order.iter().enumerate().map(|(pos, i)| (*i, pos)).collect();
+        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, i)| (*i, pos)).collect();
         let inputs: Vec<NameInput> = order
             .iter()
             .map(|&i| NameInput {
@@ -250,16 +238,8 @@ impl CheckpointTree {
 
 /// A child and its parent must agree on the sector size, which the sector bitmap
 /// depends on (MS-VHDX 2.6.2.4).
-fn check_compatible(
-    child_path: &Path,
-    child: &VhdxFile,
-    parent_path: &Path,
-    parent: &VhdxFile,
-) -> Result<()> {
-    let (c, p) = (
-        child.metadata.logical_sector_size,
-        parent.metadata.logical_sector_size,
-    );
+fn check_compatible(child_path: &Path, child: &VhdxFile, parent_path: &Path, parent: &VhdxFile) -> Result<()> {
+    let (c, p) = (child.metadata.logical_sector_size, parent.metadata.logical_sector_size);
     if c != p {
         return Err(Error::Usage(format!(
             "{}: logical sector size {c} differs from its parent {} ({p})",

@@ -33,7 +33,11 @@ fn copy_to_stdout(path: &str, read: impl Fn(u64, &mut [u8]) -> Result<usize>) ->
     let mut out = stdout.lock();
     let mut buf = vec![0u8; CHUNK];
     let mut offset = 0u64;
-    let write_err = |source: std::io::Error| Error::Io { path: "<stdout>".into(), what: "write failed".into(), source };
+    let write_err = |source: std::io::Error| Error::Io {
+        path: "<stdout>".into(),
+        what: "write failed".into(),
+        source,
+    };
     loop {
         let n = read(offset, &mut buf).map_err(|e| super::in_path(path, e))?;
         if n == 0 {

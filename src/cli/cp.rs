@@ -52,8 +52,17 @@ pub fn run(image: &ImageArgs, sources: &[String], dest: &Path, opts: &Options) -
     for src in sources {
         let (ino, stream) = vfs.resolve_stream(src)?;
         let name = src.rsplit('/').find(|p| !p.is_empty()).unwrap_or(src.as_str());
-        let target = if dest_is_dir { dest.join(name) } else { dest.to_path_buf() };
-        jobs.push(Job { ino, stream, src: src.clone(), dest: target });
+        let target = if dest_is_dir {
+            dest.join(name)
+        } else {
+            dest.to_path_buf()
+        };
+        jobs.push(Job {
+            ino,
+            stream,
+            src: src.clone(),
+            dest: target,
+        });
     }
     let mut copier = Copier::new(&vfs, opts);
     copier.plan(&jobs);
@@ -101,10 +110,8 @@ impl<'v> Copier<'v> {
         }
         let bar = ProgressBar::new(bytes);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} eta {eta}",
-            )
-            .expect("a valid template"),
+            ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} eta {eta}")
+                .expect("a valid template"),
         );
         bar.set_message(format!("0/{files} files"));
         self.progress = Some(bar);
@@ -185,10 +192,18 @@ impl<'v> Copier<'v> {
     /// Copy stream `name` of `ino` to a file of its own.
     fn copy_stream(&mut self, ino: Ino, name: &OsStr, src: &str, dest: &Path) {
         let result = self.vfs.getattr(ino).and_then(|attr| {
-            let size = self.vfs.streams(ino)?.into_iter().find(|s| s.name == name).map(|s| s.size);
+            let size = self
+                .vfs
+                .streams(ino)?
+                .into_iter()
+                .find(|s| s.name == name)
+                .map(|s| s.size);
             let copied = self.write_file(src, dest, |vfs, off, buf| vfs.read_stream(ino, name, off, buf))?;
             if size.is_some_and(|s| s != copied) {
-                return Err(Error::Usage(format!("{src}: read {copied} bytes of {}", size.unwrap_or(0))));
+                return Err(Error::Usage(format!(
+                    "{src}: read {copied} bytes of {}",
+                    size.unwrap_or(0)
+                )));
             }
             set_mode(dest, 0o444)?;
             set_times(dest, &attr, false)
@@ -261,9 +276,11 @@ impl<'v> Copier<'v> {
             }
             // An all-zero chunk becomes a hole, as `cp --sparse=auto` does.
             if self.buf[..n].iter().all(|&b| b == 0) {
-                out.seek(SeekFrom::Current(n as i64)).map_err(|e| local(dest, "seek failed", e))?;
+                out.seek(SeekFrom::Current(n as i64))
+                    .map_err(|e| local(dest, "seek failed", e))?;
             } else {
-                out.write_all(&self.buf[..n]).map_err(|e| local(dest, "write failed", e))?;
+                out.write_all(&self.buf[..n])
+                    .map_err(|e| local(dest, "write failed", e))?;
             }
             offset += n as u64;
             if let Some(bar) = &self.progress {
@@ -307,7 +324,11 @@ impl<'v> Copier<'v> {
 }
 
 fn local(path: &Path, what: &str, source: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), what: what.into(), source }
+    Error::Io {
+        path: path.to_path_buf(),
+        what: what.into(),
+        source,
+    }
 }
 
 /// Set extended attribute `name` of `path` (not following a symlink).
@@ -341,16 +362,30 @@ fn set_times(path: &Path, attr: &Attr, symlink: bool) -> Result<()> {
             Err(e) => {
                 let d = e.duration();
                 let (s, n) = (-(d.as_secs() as i64), d.subsec_nanos() as i64);
-                if n == 0 { (s, 0) } else { (s - 1, 1_000_000_000 - n) }
+                if n == 0 {
+                    (s, 0)
+                } else {
+                    (s - 1, 1_000_000_000 - n)
+                }
             }
         };
-        libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: nanos as _ }
+        libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: nanos as _,
+        }
     };
     let times = [ts(attr.atime), ts(attr.mtime)];
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| Error::Usage(format!("{}: path holds a NUL byte", path.display())))?;
     // SAFETY: a valid NUL-terminated path and two timespecs, as utimensat(2) requires.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc != 0 {
         return Err(local(path, "cannot set times", std::io::Error::last_os_error()));
     }

@@ -59,10 +59,7 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
             entries_replayed: 0,
             head_sequence_number: None,
         },
-        LogState::Replayed {
-            entries,
-            head_sequence,
-        } => LogInfo {
+        LogState::Replayed { entries, head_sequence } => LogInfo {
             state: "replayed",
             entries_replayed: entries,
             head_sequence_number: Some(head_sequence),
@@ -86,9 +83,7 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
         header_copy: f.header_copy,
         header_sequence_number: f.header.sequence_number,
         log,
-        parent_locator: f
-            .parent_locator()
-            .map(|l| l.entries.iter().cloned().collect()),
+        parent_locator: f.parent_locator().map(|l| l.entries.iter().cloned().collect()),
         blocks: BlockInfo {
             payload_blocks: f.geometry.payload_blocks,
             chunk_ratio: f.geometry.chunk_ratio,
@@ -101,10 +96,7 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
         },
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).expect("info serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&info).expect("info serializes"));
         return Ok(());
     }
     let row = |k: &str, v: String| println!("{:<22}{v}", format!("{k}:"));
@@ -113,14 +105,8 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
     row("creator", info.creator.clone());
     row("virtual size", human_bytes(info.virtual_size));
     row("block size", human_bytes(u64::from(info.block_size)));
-    row(
-        "logical sector size",
-        format!("{} bytes", info.logical_sector_size),
-    );
-    row(
-        "physical sector size",
-        format!("{} bytes", info.physical_sector_size),
-    );
+    row("logical sector size", format!("{} bytes", info.logical_sector_size));
+    row("physical sector size", format!("{} bytes", info.physical_sector_size));
     row("virtual disk id", info.virtual_disk_id.clone());
     row("data write guid", info.data_write_guid.clone());
     row("file write guid", info.file_write_guid.clone());
@@ -135,13 +121,8 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
         "log",
         match f.log_state {
             LogState::Clean => "clean".to_string(),
-            LogState::Replayed {
-                entries,
-                head_sequence,
-            } => {
-                format!(
-                    "replayed {entries} entries in memory (head sequence number {head_sequence})"
-                )
+            LogState::Replayed { entries, head_sequence } => {
+                format!("replayed {entries} entries in memory (head sequence number {head_sequence})")
             }
         },
     );
@@ -155,9 +136,7 @@ pub fn run(file: &Path, json: bool) -> Result<()> {
         "blocks",
         format!(
             "{} payload blocks, chunk ratio {}, {} sector bitmap blocks present",
-            info.blocks.payload_blocks,
-            info.blocks.chunk_ratio,
-            info.blocks.sector_bitmap_blocks_present
+            info.blocks.payload_blocks, info.blocks.chunk_ratio, info.blocks.sector_bitmap_blocks_present
         ),
     );
     for state in PayloadState::ALL {

@@ -57,7 +57,10 @@ pub fn run(image: &ImageArgs, json: bool) -> Result<()> {
     let vfs = image.open_vfs()?;
     let listing = listing(&vfs);
     if json {
-        println!("{}", serde_json::to_string_pretty(&listing).expect("listing serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&listing).expect("listing serializes")
+        );
     } else {
         print_tree(&listing);
     }
@@ -128,7 +131,12 @@ fn print_tree(listing: &Listing) {
         for v in &c.volumes {
             let label = v.label.as_deref().map(|l| format!("  \"{l}\"")).unwrap_or_default();
             let problem = v.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default();
-            println!("{indent}    {:<24} {:<6} {}{label}{problem}", v.dir, v.filesystem, human_bytes(v.size));
+            println!(
+                "{indent}    {:<24} {:<6} {}{label}{problem}",
+                v.dir,
+                v.filesystem,
+                human_bytes(v.size)
+            );
         }
         for h in &c.hidden_partitions {
             let p = h.partition.map(|n| format!("p{n}")).unwrap_or_else(|| "disk".into());

@@ -19,7 +19,13 @@ pub fn run(image: &ImageArgs, path: &str, opts: &Options) -> Result<()> {
     let ino = vfs.resolve(path)?;
     let attr = vfs.getattr(ino)?;
     if attr.kind != FileKind::Dir {
-        print_entry(&vfs, ino, &attr, path.rsplit('/').find(|p| !p.is_empty()).unwrap_or(path).as_ref(), opts);
+        print_entry(
+            &vfs,
+            ino,
+            &attr,
+            path.rsplit('/').find(|p| !p.is_empty()).unwrap_or(path).as_ref(),
+            opts,
+        );
         return Ok(());
     }
     let mut failed = false;
@@ -81,7 +87,13 @@ fn print_entry(vfs: &Vfs, ino: Ino, attr: &Attr, name: &std::ffi::OsStr, opts: &
         Ok(streams) => {
             for s in streams {
                 let line = format!("{name}:{}", s.name.to_string_lossy());
-                let shown = Attr { kind: FileKind::File, size: s.size, perm: 0o444, nlink: 1, ..attr.clone() };
+                let shown = Attr {
+                    kind: FileKind::File,
+                    size: s.size,
+                    perm: 0o444,
+                    nlink: 1,
+                    ..attr.clone()
+                };
                 print_line(vfs, ino, &shown, &line, opts);
             }
         }
@@ -134,7 +146,11 @@ pub fn perm_string(perm: u16) -> String {
         .collect();
     for (bit, pos, set, unset) in [(0o4000, 2, 's', 'S'), (0o2000, 5, 's', 'S'), (0o1000, 8, 't', 'T')] {
         if perm & bit != 0 {
-            s[pos] = if s[pos] == 'x' || s[pos] == 's' || s[pos] == 't' { set } else { unset };
+            s[pos] = if s[pos] == 'x' || s[pos] == 's' || s[pos] == 't' {
+                set
+            } else {
+                unset
+            };
         }
     }
     s.into_iter().collect()

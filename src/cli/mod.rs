@@ -124,7 +124,12 @@ impl ImageArgs {
     }
 
     pub fn open_vfs(&self) -> Result<Vfs> {
-        Ok(Vfs::new(self.open_tree()?, FsOptions { fat_time_zone: self.fat_time_zone }))
+        Ok(Vfs::new(
+            self.open_tree()?,
+            FsOptions {
+                fat_time_zone: self.fat_time_zone,
+            },
+        ))
     }
 }
 
@@ -146,7 +151,15 @@ pub fn run(cli: Cli) -> Result<()> {
             long,
             recursive,
             streams,
-        } => ls::run(&image, &path, &ls::Options { long, recursive, streams }),
+        } => ls::run(
+            &image,
+            &path,
+            &ls::Options {
+                long,
+                recursive,
+                streams,
+            },
+        ),
         Command::Cat { image, path } => cat::run(&image, &path),
         Command::Cp {
             image,

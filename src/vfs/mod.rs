@@ -386,7 +386,10 @@ impl Vfs {
     pub fn read_stream(&self, ino: Ino, name: &OsStr, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self.guest_of(ino)? {
             Some((fs, id)) => fs.read_stream(id, name, offset, buf),
-            None => Err(Error::NotFound(format!("node {ino}: stream {:?}", name.to_string_lossy()))),
+            None => Err(Error::NotFound(format!(
+                "node {ino}: stream {:?}",
+                name.to_string_lossy()
+            ))),
         }
     }
 
@@ -434,7 +437,13 @@ impl Vfs {
             Some((ci, vi, _)) => Ok(self.guest(ci, vi)?.stats()),
             // Outside a volume, `df` shows the largest virtual disk as the size, all used.
             None => {
-                let largest = self.tree.checkpoints.iter().map(|c| c.file.metadata.virtual_size).max().unwrap_or(0);
+                let largest = self
+                    .tree
+                    .checkpoints
+                    .iter()
+                    .map(|c| c.file.metadata.virtual_size)
+                    .max()
+                    .unwrap_or(0);
                 Ok(FsStats {
                     block_size: 4096,
                     blocks: largest.div_ceil(4096),

@@ -81,7 +81,11 @@ fn is_fat_boot_sector(b: &[u8]) -> bool {
     let sectors_per_cluster = b[13];
     let reserved = le_u16(b, 14);
     let fats = b[16];
-    let total = if le_u16(b, 19) != 0 { u32::from(le_u16(b, 19)) } else { le_u32(b, 32) };
+    let total = if le_u16(b, 19) != 0 {
+        u32::from(le_u16(b, 19))
+    } else {
+        le_u32(b, 32)
+    };
     matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096)
         && sectors_per_cluster.is_power_of_two()
         && reserved >= 1

@@ -35,7 +35,11 @@ pub enum Content {
     /// A filesystem ckptfs reads, opened.
     Filesystem { dir: String, fs: Arc<dyn GuestFs> },
     /// A filesystem ckptfs reads, which failed to open: its directory shows the error.
-    Broken { dir: String, fs_type: &'static str, error: String },
+    Broken {
+        dir: String,
+        fs_type: &'static str,
+        error: String,
+    },
     /// Not shown as a directory; `what` says what it is and why.
     Hidden { what: String },
 }
@@ -78,7 +82,15 @@ pub fn discover(disk: Arc<dyn ReadAt>, sector_size: u32, opts: &FsOptions) -> Re
         for p in &table.partitions {
             let volume: Arc<dyn ReadAt> = Arc::new(Slice::new(disk.clone(), p.start, p.size));
             let refusal = p.kind.not_a_filesystem();
-            entries.push(examine(volume, Some(p.number), p.start, p.size, Some(p.kind.describe()), refusal, opts));
+            entries.push(examine(
+                volume,
+                Some(p.number),
+                p.start,
+                p.size,
+                Some(p.kind.describe()),
+                refusal,
+                opts,
+            ));
         }
     }
     Ok(Volumes { table, entries })
@@ -100,8 +112,12 @@ fn examine(
     let content = match refusal {
         Some(why) => Content::Hidden { what: why.to_string() },
         None => match detect::probe(volume.as_ref()) {
-            Err(e) => Content::Hidden { what: format!("unreadable: {e}") },
-            Ok(Probe::Unknown) => Content::Hidden { what: "no filesystem ckptfs recognises".to_string() },
+            Err(e) => Content::Hidden {
+                what: format!("unreadable: {e}"),
+            },
+            Ok(Probe::Unknown) => Content::Hidden {
+                what: "no filesystem ckptfs recognises".to_string(),
+            },
             Ok(Probe::Unsupported(what)) => Content::Hidden { what: what.to_string() },
             Ok(Probe::Supported(kind)) => match fs::open(kind, volume, opts) {
                 Ok(fs) => {
@@ -113,12 +129,22 @@ fn examine(
                 }
                 Err(e) => {
                     log::debug!("{base}: {e}");
-                    Content::Broken { dir: base, fs_type: fs_type_name(kind), error: e.to_string() }
+                    Content::Broken {
+                        dir: base,
+                        fs_type: fs_type_name(kind),
+                        error: e.to_string(),
+                    }
                 }
             },
         },
     };
-    VolumeEntry { partition, start, size, table_type, content }
+    VolumeEntry {
+        partition,
+        start,
+        size,
+        table_type,
+        content,
+    }
 }
 
 fn fs_type_name(kind: FsType) -> &'static str {

@@ -94,12 +94,7 @@ pub struct BatGeometry {
 impl BatGeometry {
     /// Metadata has been validated: block size a power of two in 1..=256 MiB, sector
     /// size 512 or 4096, virtual size non-zero.
-    pub fn new(
-        block_size: u32,
-        logical_sector_size: u32,
-        virtual_size: u64,
-        has_parent: bool,
-    ) -> Self {
+    pub fn new(block_size: u32, logical_sector_size: u32, virtual_size: u64, has_parent: bool) -> Self {
         let block_size = u64::from(block_size);
         let logical_sector_size = u64::from(logical_sector_size);
         let chunk_ratio = SECTORS_PER_BITMAP_BLOCK * logical_sector_size / block_size;
@@ -162,22 +157,10 @@ mod tests {
 
     #[test]
     fn chunk_ratio_follows_the_spec() {
-        assert_eq!(
-            BatGeometry::new(1 << 20, 512, 1 << 30, false).chunk_ratio,
-            4096
-        );
-        assert_eq!(
-            BatGeometry::new(32 << 20, 512, 1 << 30, false).chunk_ratio,
-            128
-        );
-        assert_eq!(
-            BatGeometry::new(256 << 20, 512, 1 << 30, false).chunk_ratio,
-            16
-        );
-        assert_eq!(
-            BatGeometry::new(1 << 20, 4096, 1 << 30, false).chunk_ratio,
-            32768
-        );
+        assert_eq!(BatGeometry::new(1 << 20, 512, 1 << 30, false).chunk_ratio, 4096);
+        assert_eq!(BatGeometry::new(32 << 20, 512, 1 << 30, false).chunk_ratio, 128);
+        assert_eq!(BatGeometry::new(256 << 20, 512, 1 << 30, false).chunk_ratio, 16);
+        assert_eq!(BatGeometry::new(1 << 20, 4096, 1 << 30, false).chunk_ratio, 32768);
     }
 
     #[test]
@@ -194,10 +177,7 @@ mod tests {
         assert_eq!(g.entries, 3 * 17);
         assert!(!g.is_payload_index(16) && g.is_payload_index(17));
         // Without a parent the table ends at the last payload block.
-        assert_eq!(
-            BatGeometry::new(256 << 20, 512, 10 << 30, false).entries,
-            42
-        );
+        assert_eq!(BatGeometry::new(256 << 20, 512, 10 << 30, false).entries, 42);
         assert_eq!(BatGeometry::new(256 << 20, 512, 4 << 30, false).entries, 16);
     }
 

@@ -3,9 +3,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum VhdxError {
-    #[error(
-        "not a VHDX file: the file type identifier at offset 0 is {found:?}, not \"vhdxfile\""
-    )]
+    #[error("not a VHDX file: the file type identifier at offset 0 is {found:?}, not \"vhdxfile\"")]
     NotVhdx { found: String },
 
     /// A structure failed a check: wrong signature, checksum, field out of range.

@@ -39,12 +39,7 @@ impl FileView {
     }
 
     /// Read `buf.len()` bytes of `structure` at `offset`.
-    pub fn read(
-        &self,
-        offset: u64,
-        buf: &mut [u8],
-        structure: &'static str,
-    ) -> Result<(), VhdxError> {
+    pub fn read(&self, offset: u64, buf: &mut [u8], structure: &'static str) -> Result<(), VhdxError> {
         let len = buf.len() as u64;
         if offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(VhdxError::Truncated {
@@ -58,11 +53,7 @@ impl FileView {
         if on_disk > 0 {
             self.file
                 .read_exact_at(offset, &mut buf[..on_disk])
-                .map_err(|source| VhdxError::Io {
-                    offset,
-                    len,
-                    source,
-                })?;
+                .map_err(|source| VhdxError::Io { offset, len, source })?;
         }
         buf[on_disk..].fill(0);
         if !self.overlay.is_empty() {
@@ -71,12 +62,7 @@ impl FileView {
         Ok(())
     }
 
-    pub fn read_vec(
-        &self,
-        offset: u64,
-        len: usize,
-        structure: &'static str,
-    ) -> Result<Vec<u8>, VhdxError> {
+    pub fn read_vec(&self, offset: u64, len: usize, structure: &'static str) -> Result<Vec<u8>, VhdxError> {
         let mut b = vec![0u8; len];
         self.read(offset, &mut b, structure)?;
         Ok(b)

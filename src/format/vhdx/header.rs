@@ -137,12 +137,7 @@ pub fn choose_header(
 }
 
 /// Verify the CRC-32C of `b`, whose checksum field (u32 at `at`) counts as zero.
-pub fn check_crc32c(
-    b: &[u8],
-    at: usize,
-    structure: &'static str,
-    offset: u64,
-) -> Result<(), VhdxError> {
+pub fn check_crc32c(b: &[u8], at: usize, structure: &'static str, offset: u64) -> Result<(), VhdxError> {
     let stored = le_u32(b, at);
     let computed = crc32c_with_zeroed_field(b, at);
     if stored != computed {
@@ -190,10 +185,7 @@ mod tests {
         let mut b = header_bytes(7, 1);
         b[100] ^= 1;
         let err = parse_header(&b, 0x20000).unwrap_err().to_string();
-        assert!(
-            err.contains("0x20000") && err.contains("checksum mismatch"),
-            "{err}"
-        );
+        assert!(err.contains("0x20000") && err.contains("checksum mismatch"), "{err}");
     }
 
     #[test]
@@ -208,27 +200,15 @@ mod tests {
         let mut bad = header_bytes(99, 1);
         bad[200] = 1;
         let a = parse_header(&header_bytes(3, 1), 0);
-        assert_eq!(
-            choose_header(a, parse_header(&bad, 0))
-                .unwrap()
-                .0
-                .sequence_number,
-            3
-        );
+        assert_eq!(choose_header(a, parse_header(&bad, 0)).unwrap().0.sequence_number, 3);
     }
 
     #[test]
     fn no_valid_header_is_an_error_naming_both() {
-        let err = choose_header(
-            parse_header(&[0; 4096], 0x10000),
-            parse_header(&[0; 10], 0x20000),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("first copy") && err.contains("second copy"),
-            "{err}"
-        );
+        let err = choose_header(parse_header(&[0; 4096], 0x10000), parse_header(&[0; 10], 0x20000))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("first copy") && err.contains("second copy"), "{err}");
     }
 
     #[test]
@@ -247,13 +227,7 @@ mod tests {
         }
         assert_eq!(parse_file_identifier(&b).unwrap().creator, "qemu");
         b[0] = b'x';
-        assert!(matches!(
-            parse_file_identifier(&b),
-            Err(VhdxError::NotVhdx { .. })
-        ));
-        assert!(matches!(
-            parse_file_identifier(b"vhd"),
-            Err(VhdxError::NotVhdx { .. })
-        ));
+        assert!(matches!(parse_file_identifier(&b), Err(VhdxError::NotVhdx { .. })));
+        assert!(matches!(parse_file_identifier(b"vhd"), Err(VhdxError::NotVhdx { .. })));
     }
 }

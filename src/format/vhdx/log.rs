@@ -58,11 +58,7 @@ impl Overlay {
 
     /// End of the furthest byte the overlay writes.
     pub fn extent_end(&self) -> u64 {
-        let pages = self
-            .pages
-            .keys()
-            .next_back()
-            .map_or(0, |k| k + SECTOR as u64);
+        let pages = self.pages.keys().next_back().map_or(0, |k| k + SECTOR as u64);
         let zeros = self.zeros.values().next_back().copied().unwrap_or(0);
         pages.max(zeros)
     }
@@ -70,11 +66,7 @@ impl Overlay {
     /// Patch `buf`, which holds the file's bytes at `offset`, with the replayed writes.
     pub fn apply(&self, offset: u64, buf: &mut [u8]) {
         let end = offset + buf.len() as u64;
-        let first_zero = self
-            .zeros
-            .range(..=offset)
-            .next_back()
-            .map_or(offset, |(s, _)| *s);
+        let first_zero = self.zeros.range(..=offset).next_back().map_or(offset, |(s, _)| *s);
         for (&s, &e) in self.zeros.range(first_zero..end) {
             let (a, b) = (s.max(offset), e.min(end));
             if a < b {
@@ -178,7 +170,10 @@ fn scan(log: &[u8], log_guid: Uuid) -> (Option<Vec<Entry>>, usize) {
         let broke = loop {
             let Some(e) = entry_at(pos % len) else { break true };
             steps += 1;
-            if sequence.last().is_some_and(|last| e.sequence != last.sequence.wrapping_add(1)) {
+            if sequence
+                .last()
+                .is_some_and(|last| e.sequence != last.sequence.wrapping_add(1))
+            {
                 break true;
             }
             if spanned + e.length > len {
@@ -188,11 +183,16 @@ fn scan(log: &[u8], log_guid: Uuid) -> (Option<Vec<Entry>>, usize) {
             pos += e.length;
             sequence.push(e);
         };
-        let tail_index = sequence.last().and_then(|head| sequence.iter().position(|e| e.position == head.tail));
+        let tail_index = sequence
+            .last()
+            .and_then(|head| sequence.iter().position(|e| e.position == head.tail));
         match tail_index {
             Some(t) => {
                 let head_seq = sequence.last().map_or(0, |h| h.sequence);
-                if best.as_ref().is_none_or(|b| head_seq > b.last().map_or(0, |h| h.sequence)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| head_seq > b.last().map_or(0, |h| h.sequence))
+                {
                     best = Some(sequence[t..].to_vec());
                 }
                 start += spanned;
@@ -234,12 +234,7 @@ fn parse_entry(log: &[u8], pos: u64, log_guid: Uuid) -> Option<Entry> {
     let tail = u64::from(le_u32(head, 12));
     let sequence = le_u64(head, 16);
     let count = le_u32(head, 24) as usize;
-    if length == 0
-        || length % SECTOR as u64 != 0
-        || length > len
-        || tail % SECTOR as u64 != 0
-        || tail >= len
-    {
+    if length == 0 || length % SECTOR as u64 != 0 || length > len || tail % SECTOR as u64 != 0 || tail >= len {
         return None;
     }
     if sequence == 0 || guid(head, 32) != log_guid {
@@ -398,32 +393,18 @@ mod tests {
     fn the_newest_sequence_wins_and_is_replayed_from_its_tail_in_order() {
         let mut log = vec![0u8; 1 << 20];
         // An old complete sequence (seq 5) ...
-        put(
-            &mut log,
-            0x8_0000,
-            &entry(5, 0x8_0000, G, &[D::Data(0x10_0000, 1)]),
-        );
+        put(&mut log, 0x8_0000, &entry(5, 0x8_0000, G, &[D::Data(0x10_0000, 1)]));
         // ... and the newer one: 10 (already flushed, before the tail), 11 (tail), 12 (head).
         put(&mut log, 0, &entry(10, 0, G, &[D::Data(0x10_0000, 9)]));
         put(
             &mut log,
             0x2000,
-            &entry(
-                11,
-                0x2000,
-                G,
-                &[D::Data(0x10_0000, 2), D::Data(0x20_0000, 3)],
-            ),
+            &entry(11, 0x2000, G, &[D::Data(0x10_0000, 2), D::Data(0x20_0000, 3)]),
         );
         put(
             &mut log,
             0x5000,
-            &entry(
-                12,
-                0x2000,
-                G,
-                &[D::Zero(0x20_0000, 0x1000), D::Data(0x10_0000, 4)],
-            ),
+            &entry(12, 0x2000, G, &[D::Zero(0x20_0000, 0x1000), D::Data(0x10_0000, 4)]),
         );
         let r = replay(&log, G, 0).unwrap();
         assert_eq!((r.entries, r.head_sequence), (2, 12));
@@ -434,12 +415,7 @@ mod tests {
     #[test]
     fn entries_wrapping_around_the_end_of_the_ring_are_read() {
         let mut log = vec![0u8; 64 * 1024];
-        let e = entry(
-            7,
-            0xF000,
-            G,
-            &[D::Data(0x40_0000, 0x5A), D::Data(0x40_1000, 0x5B)],
-        );
+        let e = entry(7, 0xF000, G, &[D::Data(0x40_0000, 0x5A), D::Data(0x40_1000, 0x5B)]);
         assert_eq!(e.len(), 3 * SECTOR);
         put(&mut log, 0xF000, &e); // starts in the last sector, wraps to 0
         let r = replay(&log, G, 0).unwrap();
@@ -451,11 +427,7 @@ mod tests {
         let other = uuid::uuid!("ffffffff-0506-0708-090a-0b0c0d0e0f10");
         let mut log = vec![0u8; 1 << 20];
         put(&mut log, 0, &entry(3, 0, G, &[D::Data(0x10_0000, 1)]));
-        put(
-            &mut log,
-            0x2000,
-            &entry(9, 0x2000, other, &[D::Data(0x10_0000, 2)]),
-        );
+        put(&mut log, 0x2000, &entry(9, 0x2000, other, &[D::Data(0x10_0000, 2)]));
         let mut torn = entry(4, 0, G, &[D::Data(0x10_0000, 3)]);
         torn[SECTOR + 100] ^= 1; // checksum no longer matches
         put(&mut log, 0x4000, &torn);
@@ -467,11 +439,7 @@ mod tests {
     #[test]
     fn a_sequence_whose_tail_is_outside_it_is_not_valid() {
         let mut log = vec![0u8; 1 << 20];
-        put(
-            &mut log,
-            0x1000,
-            &entry(2, 0x8000, G, &[D::Data(0x10_0000, 1)]),
-        );
+        put(&mut log, 0x1000, &entry(2, 0x8000, G, &[D::Data(0x10_0000, 1)]));
         let err = replay(&log, G, 0x10_0000).unwrap_err().to_string();
         assert!(
             err.contains("no valid, complete sequence") && err.contains("0x100000"),

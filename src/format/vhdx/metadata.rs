@@ -45,11 +45,7 @@ pub struct MetadataEntry {
 
 /// Parse the 64 KiB table at the start of the metadata region of `region_length` bytes
 /// (at `region_offset` in the file, for messages).
-pub fn parse_table(
-    b: &[u8],
-    region_offset: u64,
-    region_length: u64,
-) -> Result<Vec<MetadataEntry>, VhdxError> {
+pub fn parse_table(b: &[u8], region_offset: u64, region_length: u64) -> Result<Vec<MetadataEntry>, VhdxError> {
     let corrupt = |reason: String| VhdxError::corrupt("metadata table", region_offset, reason);
     if b.len() < TABLE_SIZE {
         return Err(corrupt(format!("only {} of {TABLE_SIZE} bytes", b.len())));
@@ -62,9 +58,7 @@ pub fn parse_table(
     }
     let count = le_u16(b, 10);
     if count > MAX_ENTRIES {
-        return Err(corrupt(format!(
-            "{count} entries, at most {MAX_ENTRIES} are allowed"
-        )));
+        return Err(corrupt(format!("{count} entries, at most {MAX_ENTRIES} are allowed")));
     }
     let mut entries: Vec<MetadataEntry> = Vec::with_capacity(usize::from(count));
     for i in 0..usize::from(count) {
@@ -90,10 +84,7 @@ pub fn parse_table(
                 e.item_id, e.offset, e.length
             )));
         }
-        if entries
-            .iter()
-            .any(|o| o.item_id == e.item_id && o.is_user == e.is_user)
-        {
+        if entries.iter().any(|o| o.item_id == e.item_id && o.is_user == e.is_user) {
             return Err(corrupt(format!("item {} is listed twice", e.item_id)));
         }
         if !e.is_user && e.is_required && !KNOWN_ITEMS.contains(&e.item_id) {
@@ -125,10 +116,7 @@ pub fn parse_items(
     region_offset: u64,
     mut read_item: impl FnMut(&MetadataEntry) -> Result<Vec<u8>, VhdxError>,
 ) -> Result<Metadata, VhdxError> {
-    let mut item = |id: Uuid,
-                    name: &'static str,
-                    min_len: usize|
-     -> Result<Option<(Vec<u8>, u64)>, VhdxError> {
+    let mut item = |id: Uuid, name: &'static str, min_len: usize| -> Result<Option<(Vec<u8>, u64)>, VhdxError> {
         let Some(e) = entries.iter().find(|e| e.item_id == id && !e.is_user) else {
             return Ok(None);
         };
@@ -143,17 +131,12 @@ pub fn parse_items(
         }
         Ok(Some((b, at)))
     };
-    let missing =
-        |name: &str| VhdxError::corrupt("metadata table", region_offset, format!("no {name} item"));
+    let missing = |name: &str| VhdxError::corrupt("metadata table", region_offset, format!("no {name} item"));
 
-    let (params, params_at) =
-        item(FILE_PARAMETERS, "file parameters", 8)?.ok_or_else(|| missing("file parameters"))?;
+    let (params, params_at) = item(FILE_PARAMETERS, "file parameters", 8)?.ok_or_else(|| missing("file parameters"))?;
     let block_size = le_u32(&params, 0);
     let flags = le_u32(&params, 4);
-    if !block_size.is_power_of_two()
-        || u64::from(block_size) < MIB
-        || u64::from(block_size) > 256 * MIB
-    {
+    if !block_size.is_power_of_two() || u64::from(block_size) < MIB || u64::from(block_size) > 256 * MIB {
         return Err(VhdxError::corrupt(
             "file parameters",
             params_at,
@@ -161,30 +144,22 @@ pub fn parse_items(
         ));
     }
 
-    let (size, size_at) = item(VIRTUAL_DISK_SIZE, "virtual disk size", 8)?
-        .ok_or_else(|| missing("virtual disk size"))?;
+    let (size, size_at) =
+        item(VIRTUAL_DISK_SIZE, "virtual disk size", 8)?.ok_or_else(|| missing("virtual disk size"))?;
     let virtual_size = le_u64(&size, 0);
-    let (id, _) =
-        item(VIRTUAL_DISK_ID, "virtual disk id", 16)?.ok_or_else(|| missing("virtual disk id"))?;
+    let (id, _) = item(VIRTUAL_DISK_ID, "virtual disk id", 16)?.ok_or_else(|| missing("virtual disk id"))?;
 
     let mut sector = |id: Uuid, name: &'static str| -> Result<u32, VhdxError> {
         let (b, at) = item(id, name, 4)?.ok_or_else(|| missing(name))?;
         match le_u32(&b, 0) {
             v @ (512 | 4096) => Ok(v),
-            v => Err(VhdxError::corrupt(
-                name,
-                at,
-                format!("{v} bytes, must be 512 or 4096"),
-            )),
+            v => Err(VhdxError::corrupt(name, at, format!("{v} bytes, must be 512 or 4096"))),
         }
     };
     let logical_sector_size = sector(LOGICAL_SECTOR_SIZE, "logical sector size")?;
     let physical_sector_size = sector(PHYSICAL_SECTOR_SIZE, "physical sector size")?;
 
-    if virtual_size == 0
-        || virtual_size % u64::from(logical_sector_size) != 0
-        || virtual_size > MAX_VIRTUAL_SIZE
-    {
+    if virtual_size == 0 || virtual_size % u64::from(logical_sector_size) != 0 || virtual_size > MAX_VIRTUAL_SIZE {
         return Err(VhdxError::corrupt(
             "virtual disk size",
             size_at,
@@ -197,11 +172,7 @@ pub fn parse_items(
     let has_parent = flags & 2 != 0;
     let parent_locator = match item(PARENT_LOCATOR, "parent locator", 0)? {
         Some((b, at)) if has_parent => Some(ParentLocator::parse(&b, at)?),
-        None if has_parent => {
-            return Err(missing(
-                "parent locator (the file parameters say it has a parent)",
-            ))
-        }
+        None if has_parent => return Err(missing("parent locator (the file parameters say it has a parent)")),
         _ => None,
     };
 
@@ -251,12 +222,7 @@ pub(crate) mod tests {
         b
     }
 
-    pub fn standard_items(
-        block_size: u32,
-        flags: u32,
-        size: u64,
-        lss: u32,
-    ) -> Vec<(Uuid, u32, Vec<u8>)> {
+    pub fn standard_items(block_size: u32, flags: u32, size: u64, lss: u32) -> Vec<(Uuid, u32, Vec<u8>)> {
         let mut params = block_size.to_le_bytes().to_vec();
         params.extend_from_slice(&flags.to_le_bytes());
         vec![
@@ -292,16 +258,8 @@ pub(crate) mod tests {
     fn sector_sizes_and_disk_size_are_checked() {
         assert!(parse_region(&region(&standard_items(1 << 20, 0, 10 << 20, 1024)), 0).is_err());
         assert!(parse_region(&region(&standard_items(1 << 20, 0, 4097, 4096)), 0).is_err());
-        assert!(parse_region(
-            &region(&standard_items(1 << 20, 0, MAX_VIRTUAL_SIZE + 4096, 4096)),
-            0
-        )
-        .is_err());
-        parse_region(
-            &region(&standard_items(1 << 20, 0, MAX_VIRTUAL_SIZE, 4096)),
-            0,
-        )
-        .unwrap();
+        assert!(parse_region(&region(&standard_items(1 << 20, 0, MAX_VIRTUAL_SIZE + 4096, 4096)), 0).is_err());
+        parse_region(&region(&standard_items(1 << 20, 0, MAX_VIRTUAL_SIZE, 4096)), 0).unwrap();
     }
 
     #[test]
@@ -309,11 +267,7 @@ pub(crate) mod tests {
         let other = uuid!("11111111-2222-3333-4444-555555555555");
         let mut items = standard_items(1 << 20, 0, 10 << 20, 512);
         items.push((other, 0, vec![1, 2, 3]));
-        items.push((
-            uuid!("11111111-2222-3333-4444-666666666666"),
-            1 | 4,
-            vec![1],
-        ));
+        items.push((uuid!("11111111-2222-3333-4444-666666666666"), 1 | 4, vec![1]));
         parse_region(&region(&items), 0).unwrap();
         items.push((uuid!("11111111-2222-3333-4444-777777777777"), 4, vec![1]));
         assert!(matches!(
@@ -345,10 +299,7 @@ pub(crate) mod tests {
     fn items_outside_the_region_or_missing_are_corrupt() {
         let mut b = region(&standard_items(1 << 20, 0, 10 << 20, 512));
         b[32 + 16..32 + 20].copy_from_slice(&0x10u32.to_le_bytes()); // inside the table
-        assert!(parse_region(&b, 0)
-            .unwrap_err()
-            .to_string()
-            .contains("outside"));
+        assert!(parse_region(&b, 0).unwrap_err().to_string().contains("outside"));
         let items = standard_items(1 << 20, 0, 10 << 20, 512)[1..].to_vec();
         assert!(parse_region(&region(&items), 0)
             .unwrap_err()

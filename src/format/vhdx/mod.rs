@@ -97,24 +97,18 @@ impl VhdxFile {
         let view = FileView::new(file);
         let raw = |offset: u64, len: usize| -> Result<Vec<u8>, VhdxError> {
             let mut b = vec![0u8; len];
-            let n = view
-                .file()
-                .read_up_to(offset, &mut b)
-                .map_err(|source| VhdxError::Io {
-                    offset,
-                    len: len as u64,
-                    source,
-                })?;
+            let n = view.file().read_up_to(offset, &mut b).map_err(|source| VhdxError::Io {
+                offset,
+                len: len as u64,
+                source,
+            })?;
             b.truncate(n);
             Ok(b)
         };
 
-        let ident = header::parse_file_identifier(&raw(
-            header::FILE_IDENTIFIER_OFFSET,
-            header::FILE_IDENTIFIER_SIZE,
-        )?)?;
-        let [h1, h2] = header::HEADER_OFFSETS
-            .map(|at| raw(at, header::HEADER_SIZE).and_then(|b| header::parse_header(&b, at)));
+        let ident = header::parse_file_identifier(&raw(header::FILE_IDENTIFIER_OFFSET, header::FILE_IDENTIFIER_SIZE)?)?;
+        let [h1, h2] =
+            header::HEADER_OFFSETS.map(|at| raw(at, header::HEADER_SIZE).and_then(|b| header::parse_header(&b, at)));
         let (hdr, header_copy) = header::choose_header(h1, h2)?;
 
         // The log is replayed before anything else is read (MS-VHDX 2.3.3).
@@ -140,10 +134,7 @@ impl VhdxFile {
                 entries: replay.entries,
                 head_sequence: replay.head_sequence,
             };
-            (
-                view.with_replay(replay.overlay, replay.last_file_offset),
-                state,
-            )
+            (view.with_replay(replay.overlay, replay.last_file_offset), state)
         } else {
             (view, LogState::Clean)
         };
@@ -159,11 +150,7 @@ impl VhdxFile {
         let table = view.read_vec(meta_at, metadata::TABLE_SIZE, "metadata table")?;
         let entries = metadata::parse_table(&table, meta_at, meta_len)?;
         let metadata = metadata::parse_items(&entries, meta_at, |e| {
-            view.read_vec(
-                meta_at + u64::from(e.offset),
-                e.length as usize,
-                "metadata item",
-            )
+            view.read_vec(meta_at + u64::from(e.offset), e.length as usize, "metadata item")
         })?;
 
         let geometry = BatGeometry::new(
@@ -245,8 +232,14 @@ impl VhdxFile {
         let entries = self.bat_pages.get_or_try_insert(page, || {
             let first = page * BAT_PAGE_ENTRIES;
             let count = BAT_PAGE_ENTRIES.min(self.geometry.entries - first);
-            let b = self.view.read_vec(self.regions.bat.file_offset + first * 8, count as usize * 8, "BAT")?;
-            Ok::<Arc<[u64]>, VhdxError>(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+            let b = self
+                .view
+                .read_vec(self.regions.bat.file_offset + first * 8, count as usize * 8, "BAT")?;
+            Ok::<Arc<[u64]>, VhdxError>(
+                b.chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            )
         })?;
         Ok(BatEntry(entries[slot]))
     }
@@ -261,11 +254,7 @@ impl VhdxFile {
             let n = per_read.min(g.entries - index);
             let b = self
                 .view
-                .read_vec(
-                    self.regions.bat.file_offset + index * 8,
-                    n as usize * 8,
-                    "BAT",
-                )
+                .read_vec(self.regions.bat.file_offset + index * 8, n as usize * 8, "BAT")
                 .map_err(|e| self.err(e))?;
             for (i, c) in b.chunks_exact(8).enumerate() {
                 let e = BatEntry(u64::from_le_bytes(c.try_into().unwrap()));
@@ -287,7 +276,14 @@ impl VhdxFile {
     /// The file offset of bytes `in_block..in_block + len` of a block that starts at
     /// `block_start`, after checking that the whole block lies past the header section
     /// and the bytes inside the file (a hostile offset near 2^64 must not wrap).
-    fn block_extent(&self, what: &str, index: u64, block_start: u64, in_block: u64, len: u64) -> Result<u64, VhdxError> {
+    fn block_extent(
+        &self,
+        what: &str,
+        index: u64,
+        block_start: u64,
+        in_block: u64,
+        len: u64,
+    ) -> Result<u64, VhdxError> {
         let bat_at = self.regions.bat.file_offset;
         if block_start < MIB {
             return Err(VhdxError::corrupt(
@@ -297,7 +293,10 @@ impl VhdxFile {
             ));
         }
         let at = block_start.checked_add(in_block);
-        if at.and_then(|a| a.checked_add(len)).is_none_or(|end| end > self.view.len()) {
+        if at
+            .and_then(|a| a.checked_add(len))
+            .is_none_or(|end| end > self.view.len())
+        {
             return Err(VhdxError::corrupt(
                 "BAT",
                 bat_at,
@@ -310,13 +309,7 @@ impl VhdxFile {
         Ok(at.expect("checked above"))
     }
 
-    fn map_block(
-        &self,
-        block: u64,
-        in_block: u64,
-        len: u64,
-        out: &mut Vec<Run>,
-    ) -> Result<(), VhdxError> {
+    fn map_block(&self, block: u64, in_block: u64, len: u64, out: &mut Vec<Run>) -> Result<(), VhdxError> {
         let g = &self.geometry;
         let index = g.payload_index(block);
         let entry = self.bat_entry(index)?;
@@ -325,19 +318,15 @@ impl VhdxFile {
             VhdxError::corrupt(
                 "BAT entry",
                 bat_at,
-                format!(
-                    "block {block} has the reserved state {}",
-                    entry.state_bits()
-                ),
+                format!("block {block} has the reserved state {}", entry.state_bits()),
             )
         })?;
         let run = |source| Run { len, source };
         match state {
             PayloadState::NotPresent if self.metadata.has_parent => out.push(run(Source::Parent)),
-            PayloadState::NotPresent
-            | PayloadState::Undefined
-            | PayloadState::Zero
-            | PayloadState::Unmapped => out.push(run(Source::Zero)),
+            PayloadState::NotPresent | PayloadState::Undefined | PayloadState::Zero | PayloadState::Unmapped => {
+                out.push(run(Source::Zero))
+            }
             PayloadState::FullyPresent => {
                 let at = self.block_extent("block", block, entry.file_offset(), in_block, len)?;
                 out.push(run(Source::Data { file_offset: at }));
@@ -370,7 +359,9 @@ impl VhdxFile {
                 let count = len / lss;
                 let bytes_at = first / 8;
                 let bytes_len = (first + count).div_ceil(8) - bytes_at;
-                let bits = self.view.read_vec(bitmap_at + bytes_at, bytes_len as usize, "sector bitmap")?;
+                let bits = self
+                    .view
+                    .read_vec(bitmap_at + bytes_at, bytes_len as usize, "sector bitmap")?;
                 let mut pos = data_at;
                 for (present, sectors) in sector_bitmap::runs(&bits, first % 8, count) {
                     let n = sectors * lss;
@@ -417,8 +408,7 @@ impl Layer for VhdxFile {
             let block = pos / g.block_size;
             let in_block = pos % g.block_size;
             let n = (g.block_size - in_block).min(end - pos);
-            self.map_block(block, in_block, n, out)
-                .map_err(|e| self.err(e))?;
+            self.map_block(block, in_block, n, out).map_err(|e| self.err(e))?;
             pos += n;
         }
         Ok(())

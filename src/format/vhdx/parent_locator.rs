@@ -32,19 +32,13 @@ impl ParentLocator {
         let locator_type = guid(b, 0);
         let count = usize::from(le_u16(b, 18));
         if HEADER_SIZE + count * ENTRY_SIZE > b.len() {
-            return Err(corrupt(format!(
-                "{count} entries do not fit in {} bytes",
-                b.len()
-            )));
+            return Err(corrupt(format!("{count} entries do not fit in {} bytes", b.len())));
         }
         let mut entries = Vec::with_capacity(count);
         for i in 0..count {
             let at = HEADER_SIZE + i * ENTRY_SIZE;
-            let key = utf16_field(b, le_u32(b, at), le_u16(b, at + 8)).ok_or_else(|| {
-                corrupt(format!(
-                    "entry {i}: key lies outside the item or is not UTF-16"
-                ))
-            })?;
+            let key = utf16_field(b, le_u32(b, at), le_u16(b, at + 8))
+                .ok_or_else(|| corrupt(format!("entry {i}: key lies outside the item or is not UTF-16")))?;
             let value = utf16_field(b, le_u32(b, at + 4), le_u16(b, at + 10)).ok_or_else(|| {
                 corrupt(format!(
                     "entry {i} ({key}): value lies outside the item or is not UTF-16"
@@ -55,10 +49,7 @@ impl ParentLocator {
             }
             entries.push((key, value));
         }
-        let locator = ParentLocator {
-            locator_type,
-            entries,
-        };
+        let locator = ParentLocator { locator_type, entries };
         if locator_type != VHDX_LOCATOR_TYPE {
             return Err(VhdxError::Unsupported(format!(
                 "parent locator at offset {item_offset:#x} has type {locator_type}, not the VHDX locator type"
@@ -73,10 +64,7 @@ impl ParentLocator {
 
     /// The value of `key` (keys are case sensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The DataWriteGuids a parent may have: `parent_linkage`, then `parent_linkage2`
@@ -85,8 +73,7 @@ impl ParentLocator {
         let mut out = Vec::new();
         for key in ["parent_linkage", "parent_linkage2"] {
             if let Some(v) = self.get(key) {
-                let g = parse_braced_guid(v)
-                    .ok_or_else(|| format!("{key} {v:?} is not a GUID in braces"))?;
+                let g = parse_braced_guid(v).ok_or_else(|| format!("{key} {v:?} is not a GUID in braces"))?;
                 if key == "parent_linkage" || !g.is_nil() {
                     out.push(g);
                 }
@@ -161,10 +148,7 @@ pub(crate) mod tests {
             &[
                 ("parent_linkage", "{FF34003B-11ED-4CF8-A166-B2BE05E20B80}"),
                 ("relative_path", r".\Generation 1_49C4BAF3.avhdx"),
-                (
-                    "absolute_win32_path",
-                    r"\\?\C:\VMs\Generation 1_49C4BAF3.avhdx",
-                ),
+                ("absolute_win32_path", r"\\?\C:\VMs\Generation 1_49C4BAF3.avhdx"),
             ],
         );
         let l = ParentLocator::parse(&b, 0).unwrap();
@@ -172,10 +156,7 @@ pub(crate) mod tests {
             l.linkages().unwrap(),
             vec![uuid!("ff34003b-11ed-4cf8-a166-b2be05e20b80")]
         );
-        assert_eq!(
-            l.paths()[0],
-            ("relative_path", r".\Generation 1_49C4BAF3.avhdx")
-        );
+        assert_eq!(l.paths()[0], ("relative_path", r".\Generation 1_49C4BAF3.avhdx"));
         assert_eq!(l.paths()[1].0, "absolute_win32_path");
     }
 
@@ -188,14 +169,7 @@ pub(crate) mod tests {
                 ("parent_linkage2", "{00000000-0000-0000-0000-00000000000a}"),
             ],
         );
-        assert_eq!(
-            ParentLocator::parse(&b, 0)
-                .unwrap()
-                .linkages()
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(ParentLocator::parse(&b, 0).unwrap().linkages().unwrap().len(), 2);
         let nil2 = locator_bytes(
             VHDX_LOCATOR_TYPE,
             &[
@@ -203,14 +177,7 @@ pub(crate) mod tests {
                 ("parent_linkage2", "{00000000-0000-0000-0000-000000000000}"),
             ],
         );
-        assert_eq!(
-            ParentLocator::parse(&nil2, 0)
-                .unwrap()
-                .linkages()
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(ParentLocator::parse(&nil2, 0).unwrap().linkages().unwrap().len(), 1);
     }
 
     #[test]
@@ -240,8 +207,7 @@ pub(crate) mod tests {
             VHDX_LOCATOR_TYPE,
             &[("parent_linkage", "{ff34003b-11ed-4cf8-a166-b2be05e20b80}")],
         );
-        out_of_bounds[HEADER_SIZE + 4..HEADER_SIZE + 8]
-            .copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        out_of_bounds[HEADER_SIZE + 4..HEADER_SIZE + 8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
         assert!(ParentLocator::parse(&out_of_bounds, 0).is_err());
         assert!(ParentLocator::parse(&[0; 5], 0).is_err());
     }
@@ -249,21 +215,9 @@ pub(crate) mod tests {
     #[test]
     fn braced_guid_any_case() {
         let g = uuid!("83ed0ec3-24c8-49a6-a959-5e4bf1288bfb");
-        assert_eq!(
-            parse_braced_guid("{83ED0EC3-24C8-49A6-A959-5E4BF1288BFB}"),
-            Some(g)
-        );
-        assert_eq!(
-            parse_braced_guid("{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}\0"),
-            Some(g)
-        );
-        assert_eq!(
-            parse_braced_guid("{83ed0ec324c849a6a9595e4bf1288bfb}"),
-            None
-        );
-        assert_eq!(
-            parse_braced_guid("83ed0ec3-24c8-49a6-a959-5e4bf1288bfb"),
-            None
-        );
+        assert_eq!(parse_braced_guid("{83ED0EC3-24C8-49A6-A959-5E4BF1288BFB}"), Some(g));
+        assert_eq!(parse_braced_guid("{83ed0ec3-24c8-49a6-a959-5e4bf1288bfb}\0"), Some(g));
+        assert_eq!(parse_braced_guid("{83ed0ec324c849a6a9595e4bf1288bfb}"), None);
+        assert_eq!(parse_braced_guid("83ed0ec3-24c8-49a6-a959-5e4bf1288bfb"), None);
     }
 }

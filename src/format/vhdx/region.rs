@@ -42,10 +42,7 @@ pub struct RegionTable {
 pub fn parse_region_table(b: &[u8], offset: u64) -> Result<RegionTable, VhdxError> {
     let corrupt = |reason: String| VhdxError::corrupt("region table", offset, reason);
     if b.len() < REGION_TABLE_SIZE {
-        return Err(corrupt(format!(
-            "only {} of {REGION_TABLE_SIZE} bytes",
-            b.len()
-        )));
+        return Err(corrupt(format!("only {} of {REGION_TABLE_SIZE} bytes", b.len())));
     }
     let b = &b[..REGION_TABLE_SIZE];
     if &b[..4] != b"regi" {
@@ -57,9 +54,7 @@ pub fn parse_region_table(b: &[u8], offset: u64) -> Result<RegionTable, VhdxErro
     check_crc32c(b, 4, "region table", offset)?;
     let count = le_u32(b, 8);
     if count > MAX_ENTRIES {
-        return Err(corrupt(format!(
-            "{count} entries, at most {MAX_ENTRIES} are allowed"
-        )));
+        return Err(corrupt(format!("{count} entries, at most {MAX_ENTRIES} are allowed")));
     }
 
     let mut entries: Vec<RegionEntry> = Vec::with_capacity(count as usize);
@@ -83,13 +78,11 @@ pub fn parse_region_table(b: &[u8], offset: u64) -> Result<RegionTable, VhdxErro
         if entries.iter().any(|o| o.guid == e.guid) {
             return Err(corrupt(format!("region {} is listed twice", e.guid)));
         }
-        if let Some(o) = entries.iter().find(|o| {
-            e.length > 0 && o.length > 0 && e.file_offset < o.end() && o.file_offset < e.end()
-        }) {
-            return Err(corrupt(format!(
-                "regions {} and {} overlap",
-                o.guid, e.guid
-            )));
+        if let Some(o) = entries
+            .iter()
+            .find(|o| e.length > 0 && o.length > 0 && e.file_offset < o.end() && o.file_offset < e.end())
+        {
+            return Err(corrupt(format!("regions {} and {} overlap", o.guid, e.guid)));
         }
         entries.push(e);
     }
@@ -116,11 +109,7 @@ pub fn parse_region_table(b: &[u8], offset: u64) -> Result<RegionTable, VhdxErro
         }
         others.push(e);
     }
-    Ok(RegionTable {
-        bat,
-        metadata,
-        others,
-    })
+    Ok(RegionTable { bat, metadata, others })
 }
 
 /// Use the first valid copy; report both reasons if neither is.
@@ -194,10 +183,7 @@ pub(crate) mod tests {
         ];
         let mut with = base.to_vec();
         with.push((other, 4 * M, M as u32, false));
-        assert_eq!(
-            parse_region_table(&table(&with), 0).unwrap().others.len(),
-            1
-        );
+        assert_eq!(parse_region_table(&table(&with), 0).unwrap().others.len(), 1);
         with[2].3 = true;
         let err = parse_region_table(&table(&with), 0).unwrap_err();
         assert!(matches!(err, VhdxError::Unsupported(_)), "{err}");
@@ -221,10 +207,7 @@ pub(crate) mod tests {
             ],
         ] {
             let err = parse_region_table(&table(&entries), 0).unwrap_err();
-            assert!(
-                matches!(err, VhdxError::Corrupt { .. }),
-                "{entries:?}: {err}"
-            );
+            assert!(matches!(err, VhdxError::Corrupt { .. }), "{entries:?}: {err}");
         }
     }
 
@@ -236,11 +219,9 @@ pub(crate) mod tests {
         ]);
         let mut bad = good.clone();
         bad[40] ^= 0xff;
-        let t =
-            choose_region_table(parse_region_table(&bad, 0), parse_region_table(&good, 0)).unwrap();
+        let t = choose_region_table(parse_region_table(&bad, 0), parse_region_table(&good, 0)).unwrap();
         assert_eq!(t.bat.file_offset, 3 * M);
-        let err = choose_region_table(parse_region_table(&bad, 0), parse_region_table(&bad, 0))
-            .unwrap_err();
+        let err = choose_region_table(parse_region_table(&bad, 0), parse_region_table(&bad, 0)).unwrap_err();
         assert!(err.to_string().contains("no valid region table"), "{err}");
     }
 }

@@ -14,11 +14,7 @@ pub fn runs(bits: &[u8], first_bit: u64, count: u64) -> Vec<(bool, u64)> {
     while i < end {
         // Whole bytes of one value are the common case: take them eight at a time.
         let byte = (i / 8) as usize;
-        let (value, n) = if i % 8 == 0
-            && end - i >= 8
-            && byte < bits.len()
-            && (bits[byte] == 0 || bits[byte] == 0xFF)
-        {
+        let (value, n) = if i % 8 == 0 && end - i >= 8 && byte < bits.len() && (bits[byte] == 0 || bits[byte] == 0xFF) {
             (bits[byte] == 0xFF, 8)
         } else {
             (bit(i), 1)
@@ -54,10 +50,7 @@ mod tests {
     fn bit_zero_of_byte_zero_is_the_first_sector() {
         assert_eq!(runs(&[0b0000_0001], 0, 8), vec![(true, 1), (false, 7)]);
         assert_eq!(runs(&[0b1000_0000], 0, 8), vec![(false, 7), (true, 1)]);
-        assert_eq!(
-            runs(&[0xFF, 0xFF, 0x00], 4, 16),
-            vec![(true, 12), (false, 4)]
-        );
+        assert_eq!(runs(&[0xFF, 0xFF, 0x00], 4, 16), vec![(true, 12), (false, 4)]);
     }
 
     #[test]

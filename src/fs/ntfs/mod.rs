@@ -362,7 +362,9 @@ impl GuestFs for NtfsFs {
             // Paths are not followed through links here (the kernel follows them in the
             // mount): say where this one leads.
             FileKind::Symlink => {
-                let to = self.link(dir).map_or_else(|_| "?".into(), |t| t.to_string_lossy().into_owned());
+                let to = self
+                    .link(dir)
+                    .map_or_else(|_| "?".into(), |t| t.to_string_lossy().into_owned());
                 return Err(Error::NotADirectory(format!("ntfs file record {dir} (a link to {to})")));
             }
             _ => return Err(fs_err(format!("file record {dir} is not a directory"))),

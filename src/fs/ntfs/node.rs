@@ -37,7 +37,9 @@ pub(super) enum Content {
     /// Through the node's run map.
     Runs,
     /// LZNT1-compressed, through the node's run map, in units of this many bytes.
-    Lznt1 { unit: u32 },
+    Lznt1 {
+        unit: u32,
+    },
     /// WOF-compressed; a non-resident `WofCompressedData` stream is the node's run map.
     Wof(super::wof::Wof),
     /// Reads fail with this reason: returning what the clusters hold would be wrong.

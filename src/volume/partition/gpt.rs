@@ -127,7 +127,10 @@ pub struct GptEntry {
 pub fn parse_entries(array: &[u8], header: &GptHeader) -> Result<Vec<GptEntry>, String> {
     // parse_header refuses these; a header built by hand must not panic either.
     if header.entry_size < 128 || header.entry_size % 8 != 0 {
-        return Err(format!("entry size {} is not a multiple of 8 of at least 128", header.entry_size));
+        return Err(format!(
+            "entry size {} is not a multiple of 8 of at least 128",
+            header.entry_size
+        ));
     }
     let len = header.entries_bytes();
     if array.len() < len {
@@ -180,16 +183,10 @@ pub(super) enum Trust {
 
 /// Read the GPT assuming `sector_size`-byte LBAs: the primary copy if it is intact,
 /// else the backup. The error names what is wrong with each copy.
-pub(super) fn read_gpt(
-    disk: &dyn ReadAt,
-    sector_size: u32,
-    trust: Trust,
-) -> Result<FoundGpt, String> {
+pub(super) fn read_gpt(disk: &dyn ReadAt, sector_size: u32, trust: Trust) -> Result<FoundGpt, String> {
     let sectors = disk.size() / u64::from(sector_size);
     if sectors < 3 {
-        return Err(format!(
-            "the disk holds only {sectors} sectors of {sector_size} bytes"
-        ));
+        return Err(format!("the disk holds only {sectors} sectors of {sector_size} bytes"));
     }
     let last_lba = sectors - 1;
     let primary_header = read_header(disk, sector_size, 1);
@@ -226,14 +223,10 @@ pub(super) fn read_gpt(
     }
     let mut errors = vec![primary_err];
     for lba in candidates {
-        let backup = read_header(disk, sector_size, lba)
-            .and_then(|h| Ok((read_entries(disk, sector_size, &h)?, h)));
+        let backup = read_header(disk, sector_size, lba).and_then(|h| Ok((read_entries(disk, sector_size, &h)?, h)));
         match backup {
             Ok((entries, header)) => {
-                let mut warnings = vec![format!(
-                    "{}; using the backup GPT at LBA {lba}",
-                    errors.join("; ")
-                )];
+                let mut warnings = vec![format!("{}; using the backup GPT at LBA {lba}", errors.join("; "))];
                 if header.alternate_lba != 1 {
                     warnings.push(format!(
                         "the backup GPT header names LBA {} as the primary's place, not LBA 1",
@@ -255,11 +248,7 @@ pub(super) fn read_gpt(
 }
 
 /// The header at `lba`, checked to be a valid header that belongs there.
-pub(super) fn read_header(
-    disk: &dyn ReadAt,
-    sector_size: u32,
-    lba: u64,
-) -> Result<GptHeader, String> {
+pub(super) fn read_header(disk: &dyn ReadAt, sector_size: u32, lba: u64) -> Result<GptHeader, String> {
     let offset = lba
         .checked_mul(u64::from(sector_size))
         .ok_or_else(|| format!("LBA {lba} is past the end of the disk"))?;
@@ -269,20 +258,11 @@ pub(super) fn read_header(
     parse_header(&sector, lba, sector_size)
 }
 
-fn read_entries(
-    disk: &dyn ReadAt,
-    sector_size: u32,
-    h: &GptHeader,
-) -> Result<Vec<GptEntry>, String> {
+fn read_entries(disk: &dyn ReadAt, sector_size: u32, h: &GptHeader) -> Result<Vec<GptEntry>, String> {
     let offset = h
         .entries_lba
         .checked_mul(u64::from(sector_size))
-        .ok_or_else(|| {
-            format!(
-                "entry array LBA {} is past the end of the disk",
-                h.entries_lba
-            )
-        })?;
+        .ok_or_else(|| format!("entry array LBA {} is past the end of the disk", h.entries_lba))?;
     let mut array = vec![0u8; h.entries_bytes()];
     disk.read_at(offset, &mut array)
         .map_err(|e| format!("cannot read the entry array at LBA {}: {e}", h.entries_lba))?;
@@ -291,13 +271,7 @@ fn read_entries(
 
 /// With the primary in use, the backup only earns warnings: a damaged or diverging
 /// backup is worth knowing about before anyone repairs the disk from it.
-fn check_backup(
-    disk: &dyn ReadAt,
-    sector_size: u32,
-    primary: &GptHeader,
-    last_lba: u64,
-    warnings: &mut Vec<String>,
-) {
+fn check_backup(disk: &dyn ReadAt, sector_size: u32, primary: &GptHeader, last_lba: u64, warnings: &mut Vec<String>) {
     let alt = primary.alternate_lba;
     if alt <= 1 {
         warnings.push(format!(
@@ -324,7 +298,9 @@ fn check_backup(
             // The header can be intact over a damaged array; that is what the user
             // would lose if the primary failed later.
             if let Err(e) = read_entries(disk, sector_size, &b) {
-                warnings.push(format!("backup GPT at LBA {alt}: {e}; the primary GPT is intact and used"));
+                warnings.push(format!(
+                    "backup GPT at LBA {alt}: {e}; the primary GPT is intact and used"
+                ));
             } else if (b.entry_count, b.entry_size, b.entries_crc32)
                 != (primary.entry_count, primary.entry_size, primary.entries_crc32)
             {
@@ -380,13 +356,7 @@ pub(crate) mod tests {
         b
     }
 
-    pub fn entry_bytes(
-        type_guid: Uuid,
-        first: u64,
-        last: u64,
-        name: &str,
-        entry_size: usize,
-    ) -> Vec<u8> {
+    pub fn entry_bytes(type_guid: Uuid, first: u64, last: u64, name: &str, entry_size: usize) -> Vec<u8> {
         let mut e = vec![0u8; entry_size];
         e[..16].copy_from_slice(&type_guid.to_bytes_le());
         e[16..32].copy_from_slice(&Uuid::from_u128(first as u128 + 7).to_bytes_le());
@@ -478,10 +448,7 @@ pub(crate) mod tests {
         let h = parse_header(&header_bytes(&s, &a, 512), 1, 512).unwrap();
         let e = parse_entries(&a, &h).unwrap();
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            (e[1].number, e[1].first_lba, &*e[1].name),
-            (2, 100, "second")
-        );
+        assert_eq!((e[1].number, e[1].first_lba, &*e[1].name), (2, 100, "second"));
     }
 
     #[test]

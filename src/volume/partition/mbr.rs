@@ -120,10 +120,7 @@ pub fn parse_mbr(sector0: &[u8], disk_size: u64, sector_size: u32) -> Sector0 {
             continue;
         }
         if e.start_lba == 0 {
-            return Sector0::NotATable(format!(
-                "entry {} starts at LBA 0, on top of the MBR itself",
-                slot + 1
-            ));
+            return Sector0::NotATable(format!("entry {} starts at LBA 0, on top of the MBR itself", slot + 1));
         }
         slots[slot] = Some(*e);
     }
@@ -179,9 +176,7 @@ pub(super) fn primary_partitions(
                 u64::from(e.sectors),
                 sector_size,
                 disk_size,
-                PartitionKind::Mbr {
-                    type_byte: e.type_byte,
-                },
+                PartitionKind::Mbr { type_byte: e.type_byte },
                 None,
                 warnings,
             )
@@ -288,9 +283,7 @@ impl LogicalWalk {
             }
             let mut sector = [0u8; MBR_SIZE];
             if let Err(e) = disk.read_at(ebr_lba * ss, &mut sector) {
-                warnings.push(stop(format!(
-                    "the EBR at LBA {ebr_lba} cannot be read: {e}"
-                )));
+                warnings.push(stop(format!("the EBR at LBA {ebr_lba} cannot be read: {e}")));
                 return;
             }
             let ebr = match parse_ebr(&sector) {
@@ -361,9 +354,7 @@ impl LogicalWalk {
             u64::from(d.sectors),
             sector_size,
             disk_size,
-            PartitionKind::Mbr {
-                type_byte: d.type_byte,
-            },
+            PartitionKind::Mbr { type_byte: d.type_byte },
             None,
             warnings,
         ));
@@ -398,11 +389,7 @@ pub(crate) mod tests {
 
     #[test]
     fn primaries() {
-        let s = sector(&[
-            entry(0x80, 0x07, 2048, 4096),
-            [0; 16],
-            entry(0, 0x83, 8192, 100),
-        ]);
+        let s = sector(&[entry(0x80, 0x07, 2048, 4096), [0; 16], entry(0, 0x83, 8192, 100)]);
         let Sector0::Table(m) = parse_mbr(&s, 64 * MIB, 512) else {
             panic!()
         };
@@ -422,20 +409,11 @@ pub(crate) mod tests {
     #[test]
     fn garbage_entries_are_not_a_table() {
         let s = sector(&[entry(0x12, 0x07, 2048, 4096)]);
-        assert!(matches!(
-            parse_mbr(&s, 64 * MIB, 512),
-            Sector0::NotATable(_)
-        ));
+        assert!(matches!(parse_mbr(&s, 64 * MIB, 512), Sector0::NotATable(_)));
         let s = sector(&[entry(0, 0x07, 0, 4096)]);
-        assert!(matches!(
-            parse_mbr(&s, 64 * MIB, 512),
-            Sector0::NotATable(_)
-        ));
+        assert!(matches!(parse_mbr(&s, 64 * MIB, 512), Sector0::NotATable(_)));
         let s = sector(&[entry(0, 0x07, 0x7000_0000, 4096)]);
-        assert!(matches!(
-            parse_mbr(&s, 64 * MIB, 512),
-            Sector0::NotATable(_)
-        ));
+        assert!(matches!(parse_mbr(&s, 64 * MIB, 512), Sector0::NotATable(_)));
     }
 
     #[test]

@@ -104,8 +104,7 @@ pub fn read_partition_table(disk: &dyn ReadAt, sector_size: u32) -> Result<Parti
         Sector0::Table(m) if m.has_protective_entry() => {
             if m.is_hybrid() {
                 table.warnings.push(
-                    "hybrid MBR: the MBR lists partitions besides its GPT protective entry; the GPT is used"
-                        .into(),
+                    "hybrid MBR: the MBR lists partitions besides its GPT protective entry; the GPT is used".into(),
                 );
             }
             match find_gpt(disk, sector_size, Trust::EitherCopy) {
@@ -119,13 +118,9 @@ pub fn read_partition_table(disk: &dyn ReadAt, sector_size: u32) -> Result<Parti
         }
         Sector0::Table(m) => {
             table.kind = TableKind::Mbr;
-            table.partitions =
-                mbr::primary_partitions(&m, sector_size, disk_size, &mut table.warnings);
+            table.partitions = mbr::primary_partitions(&m, sector_size, disk_size, &mut table.warnings);
             let mut walk = mbr::LogicalWalk::new();
-            let extended: Vec<_> = m
-                .used()
-                .filter(|(_, e)| types::is_extended(e.type_byte))
-                .collect();
+            let extended: Vec<_> = m.used().filter(|(_, e)| types::is_extended(e.type_byte)).collect();
             if extended.len() > 1 {
                 table.warnings.push(format!(
                     "the MBR has {} extended partitions; the logical partitions of each are read",
@@ -133,14 +128,7 @@ pub fn read_partition_table(disk: &dyn ReadAt, sector_size: u32) -> Result<Parti
                 ));
             }
             for (number, e) in extended {
-                walk.read_chain(
-                    disk,
-                    number,
-                    e,
-                    sector_size,
-                    &mut table.partitions,
-                    &mut table.warnings,
-                );
+                walk.read_chain(disk, number, e, sector_size, &mut table.partitions, &mut table.warnings);
             }
             if let Some(size) = gpt_header_at_lba1(disk, sector_size) {
                 table.warnings.push(format!(
@@ -163,11 +151,7 @@ pub fn read_partition_table(disk: &dyn ReadAt, sector_size: u32) -> Result<Parti
 
 /// The GPT, at the given sector size or else at the other one, with the sector size
 /// it was found at.
-fn find_gpt(
-    disk: &dyn ReadAt,
-    sector_size: u32,
-    trust: Trust,
-) -> std::result::Result<(gpt::FoundGpt, u32), String> {
+fn find_gpt(disk: &dyn ReadAt, sector_size: u32, trust: Trust) -> std::result::Result<(gpt::FoundGpt, u32), String> {
     let why = match gpt::read_gpt(disk, sector_size, trust) {
         Ok(found) => return Ok((found, sector_size)),
         Err(why) => why,
@@ -205,37 +189,29 @@ fn gpt_header_at_lba1(disk: &dyn ReadAt, sector_size: u32) -> Option<u32> {
 impl PartitionTable {
     /// Sector 0 holds no table, yet a GPT may follow it. `not_a_table` says why a
     /// sector 0 with the 0x55AA signature was not taken for an MBR.
-    fn try_gpt_without_mbr(
-        &mut self,
-        disk: &dyn ReadAt,
-        not_a_table: Option<String>,
-    ) -> Result<()> {
+    fn try_gpt_without_mbr(&mut self, disk: &dyn ReadAt, not_a_table: Option<String>) -> Result<()> {
         let why_not_mbr = match &not_a_table {
             Some(why) => format!("sector 0 ends in 0x55AA but is not a partition table ({why})"),
             None => "sector 0 has no MBR signature".to_string(),
         };
         match find_gpt(disk, self.sector_size, Trust::PrimaryHeaderRequired) {
             Ok(found) => {
-                self.warnings.push(format!(
-                    "{why_not_mbr}; using the GPT at LBA 1 all the same"
-                ));
+                self.warnings
+                    .push(format!("{why_not_mbr}; using the GPT at LBA 1 all the same"));
                 self.use_gpt(found, disk.size());
                 Ok(())
             }
             // A valid header at LBA 1 with both entry arrays damaged is a GPT disk that
             // cannot be read, not a disk without a table.
-            Err(why) if gpt_header_at_lba1(disk, self.sector_size).is_some() => {
-                Err(Error::PartitionTable(format!(
-                    "{why_not_mbr}, and the GPT at LBA 1 cannot be read: {why}"
-                )))
-            }
+            Err(why) if gpt_header_at_lba1(disk, self.sector_size).is_some() => Err(Error::PartitionTable(format!(
+                "{why_not_mbr}, and the GPT at LBA 1 cannot be read: {why}"
+            ))),
             // No signature and no GPT is simply a disk without a table (a filesystem
             // written onto the whole disk, or a blank one): nothing to warn about.
             Err(_) => {
                 if not_a_table.is_some() {
-                    self.warnings.push(format!(
-                        "{why_not_mbr}; the whole disk is read as one volume"
-                    ));
+                    self.warnings
+                        .push(format!("{why_not_mbr}; the whole disk is read as one volume"));
                 }
                 Ok(())
             }
@@ -309,8 +285,7 @@ impl PartitionTable {
             reach = Some(p);
         }
         for &(a, b) in found.iter().take(MAX_OVERLAP_WARNINGS) {
-            self.warnings
-                .push(format!("partitions {a} and {b} overlap"));
+            self.warnings.push(format!("partitions {a} and {b} overlap"));
         }
         if found.len() > MAX_OVERLAP_WARNINGS {
             self.warnings.push(format!(

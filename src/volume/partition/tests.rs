@@ -48,10 +48,7 @@ fn gpt_type(p: &Partition) -> Uuid {
 
 /// (number, start, size) of each partition, in bytes.
 fn layout(t: &PartitionTable) -> Vec<(u32, u64, u64)> {
-    t.partitions
-        .iter()
-        .map(|p| (p.number, p.start, p.size))
-        .collect()
+    t.partitions.iter().map(|p| (p.number, p.start, p.size)).collect()
 }
 
 fn has_warning(t: &PartitionTable, needle: &str) -> bool {
@@ -91,10 +88,7 @@ fn mbr_primaries() {
 /// sectors, next EBR relative to the extended start or 0 for the end).
 fn extended_disk(links: &[(u32, u32, u32, u32)]) -> MemDisk {
     let mut d = MemDisk(vec![0; (32 * MIB) as usize]);
-    d.put(
-        0,
-        &sector(&[entry(0, 0x83, 2048, 4096), entry(0, 0x0f, 10000, 30000)]),
-    );
+    d.put(0, &sector(&[entry(0, 0x83, 2048, 4096), entry(0, 0x0f, 10000, 30000)]));
     for &(at, data_start, data_sectors, next) in links {
         let mut entries = vec![entry(0, 0x83, data_start, data_sectors)];
         if next != 0 {
@@ -107,11 +101,7 @@ fn extended_disk(links: &[(u32, u32, u32, u32)]) -> MemDisk {
 
 #[test]
 fn mbr_extended_with_three_logicals() {
-    let d = extended_disk(&[
-        (0, 63, 1000, 2000),
-        (2000, 63, 2000, 5000),
-        (5000, 2048, 500, 0),
-    ]);
+    let d = extended_disk(&[(0, 63, 1000, 2000), (2000, 63, 2000, 5000), (5000, 2048, 500, 0)]);
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(t.kind, TableKind::Mbr);
     assert_eq!(
@@ -131,21 +121,13 @@ fn mbr_extended_with_three_logicals() {
 #[test]
 fn mbr_ebr_loop_stops() {
     // The third EBR links back to the second.
-    let d = extended_disk(&[
-        (0, 63, 100, 2000),
-        (2000, 63, 100, 5000),
-        (5000, 63, 100, 2000),
-    ]);
+    let d = extended_disk(&[(0, 63, 100, 2000), (2000, 63, 100, 5000), (5000, 63, 100, 2000)]);
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(
         t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(),
         [1, 2, 5, 6, 7]
     );
-    assert!(
-        has_warning(&t, "loops back to LBA 12000"),
-        "{:?}",
-        t.warnings
-    );
+    assert!(has_warning(&t, "loops back to LBA 12000"), "{:?}", t.warnings);
 }
 
 #[test]
@@ -153,10 +135,7 @@ fn mbr_ebr_linking_to_itself_stops() {
     let d = extended_disk(&[(0, 63, 100, 0)]);
     let mut d = d;
     // A link of 0 points at the first EBR again.
-    d.put(
-        10000 * 512,
-        &sector(&[entry(0, 0x83, 63, 100), entry(0, 0x05, 0, 100)]),
-    );
+    d.put(10000 * 512, &sector(&[entry(0, 0x83, 63, 100), entry(0, 0x05, 0, 100)]));
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(t.partitions.len(), 3);
     assert!(has_warning(&t, "loops back"), "{:?}", t.warnings);
@@ -167,15 +146,8 @@ fn mbr_ebr_pointing_outside_stops() {
     // Past the extended partition (30000 sectors long).
     let d = extended_disk(&[(0, 63, 100, 2000), (2000, 63, 100, 40000)]);
     let t = read_partition_table(&d, 512).unwrap();
-    assert_eq!(
-        t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(),
-        [1, 2, 5, 6]
-    );
-    assert!(
-        has_warning(&t, "outside the extended partition"),
-        "{:?}",
-        t.warnings
-    );
+    assert_eq!(t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2, 5, 6]);
+    assert!(has_warning(&t, "outside the extended partition"), "{:?}", t.warnings);
     // An EBR without its signature.
     let mut d = extended_disk(&[(0, 63, 100, 2000)]);
     d.put(12000 * 512 + 510, &[0, 0]);
@@ -199,11 +171,7 @@ fn mbr_extended_past_the_disk_stops_at_the_disk() {
     );
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(t.partitions.len(), 3);
-    assert!(
-        has_warning(&t, "past the end of the disk"),
-        "{:?}",
-        t.warnings
-    );
+    assert!(has_warning(&t, "past the end of the disk"), "{:?}", t.warnings);
 }
 
 #[test]
@@ -214,10 +182,7 @@ fn mbr_two_extended_partitions_sharing_a_chain_list_it_once() {
         &sector(&[entry(0, 0x05, 10000, 30000), entry(0, 0x0f, 10000, 30000)]),
     );
     let t = read_partition_table(&d, 512).unwrap();
-    assert_eq!(
-        t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(),
-        [1, 2, 5, 6]
-    );
+    assert_eq!(t.partitions.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2, 5, 6]);
     assert!(has_warning(&t, "2 extended partitions"), "{:?}", t.warnings);
     assert!(has_warning(&t, "loops back"), "{:?}", t.warnings);
 }
@@ -255,17 +220,10 @@ fn mbr_partition_past_the_end_is_cut() {
 #[test]
 fn mbr_overlaps_are_reported() {
     let mut d = MemDisk(vec![0; (8 * MIB) as usize]);
-    d.put(
-        0,
-        &sector(&[entry(0, 0x83, 2048, 4096), entry(0, 0x83, 4096, 4096)]),
-    );
+    d.put(0, &sector(&[entry(0, 0x83, 2048, 4096), entry(0, 0x83, 4096, 4096)]));
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(t.partitions.len(), 2);
-    assert!(
-        has_warning(&t, "partitions 1 and 2 overlap"),
-        "{:?}",
-        t.warnings
-    );
+    assert!(has_warning(&t, "partitions 1 and 2 overlap"), "{:?}", t.warnings);
 }
 
 // ---- no table ----
@@ -388,10 +346,7 @@ fn assert_windows_partitions(t: &PartitionTable) {
     );
     let types: Vec<_> = t.partitions.iter().map(gpt_type).collect();
     assert_eq!(types, [ESP, MSR, BASIC]);
-    assert_eq!(
-        t.partitions[0].name.as_deref(),
-        Some("EFI system partition")
-    );
+    assert_eq!(t.partitions[0].name.as_deref(), Some("EFI system partition"));
     assert_eq!(t.partitions[1].kind.describe(), "Microsoft reserved");
     assert!(t.partitions[1].kind.not_a_filesystem().is_some());
     assert!(t.partitions[2].kind.not_a_filesystem().is_none());
@@ -444,10 +399,7 @@ fn gpt_both_damaged_is_an_error() {
     let e = read_partition_table(&d, 512).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("partition table: "), "{msg}");
-    assert!(
-        msg.contains("primary GPT") && msg.contains("backup GPT"),
-        "{msg}"
-    );
+    assert!(msg.contains("primary GPT") && msg.contains("backup GPT"), "{msg}");
     assert_eq!(e.errno(), libc::EIO);
 }
 
@@ -504,20 +456,14 @@ fn gpt_sector_size_is_probed() {
     let mut d = g.disk();
     d.put(4096 + 40, &[0xff]);
     let t = read_partition_table(&d, 512).unwrap();
-    assert_eq!(
-        (t.kind, t.sector_size),
-        (TableKind::Gpt { from_backup: true }, 4096)
-    );
+    assert_eq!((t.kind, t.sector_size), (TableKind::Gpt { from_backup: true }, 4096));
     assert_windows_partitions(&t);
 }
 
 #[test]
 fn hybrid_mbr_uses_the_gpt() {
     let mut d = windows_layout(512).disk();
-    d.put(
-        0,
-        &sector(&[entry(0, 0xee, 1, 2047), entry(0x80, 0x0c, 2048, 4096)]),
-    );
+    d.put(0, &sector(&[entry(0, 0xee, 1, 2047), entry(0x80, 0x0c, 2048, 4096)]));
     let t = read_partition_table(&d, 512).unwrap();
     assert_eq!(t.kind, TableKind::Gpt { from_backup: false });
     assert_windows_partitions(&t);
@@ -555,16 +501,9 @@ fn a_lone_backup_gpt_without_mbr_is_not_a_table() {
 
 #[test]
 fn gpt_partition_past_the_end_is_cut() {
-    let g = GptLayout::new(
-        512,
-        2048,
-        &[(BASIC, 40, 1900, "a"), (BASIC, 1901, 5000, "b")],
-    );
+    let g = GptLayout::new(512, 2048, &[(BASIC, 40, 1900, "a"), (BASIC, 1901, 5000, "b")]);
     let t = read_partition_table(&g.disk(), 512).unwrap();
-    assert_eq!(
-        layout(&t),
-        [(1, 40 * 512, 1861 * 512), (2, 1901 * 512, 147 * 512)]
-    );
+    assert_eq!(layout(&t), [(1, 40 * 512, 1861 * 512), (2, 1901 * 512, 147 * 512)]);
     assert!(
         has_warning(&t, "partition 2 (LBA 1901, 3100 sectors)"),
         "{:?}",

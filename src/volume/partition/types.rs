@@ -58,30 +58,14 @@ const MBR_TYPES: &[(u8, &str, Content)] = &[
     (0x83, "Linux", Filesystem),
     (0x85, "Linux extended", EXTENDED),
     (0x8e, "Linux LVM", LVM),
-    (
-        0xa5,
-        "FreeBSD",
-        Not("BSD slice (holds a disklabel, not supported)"),
-    ),
-    (
-        0xa6,
-        "OpenBSD",
-        Not("BSD slice (holds a disklabel, not supported)"),
-    ),
-    (
-        0xa9,
-        "NetBSD",
-        Not("BSD slice (holds a disklabel, not supported)"),
-    ),
+    (0xa5, "FreeBSD", Not("BSD slice (holds a disklabel, not supported)")),
+    (0xa6, "OpenBSD", Not("BSD slice (holds a disklabel, not supported)")),
+    (0xa9, "NetBSD", Not("BSD slice (holds a disklabel, not supported)")),
     (0xaf, "HFS/HFS+", Filesystem),
     (0xbf, "Solaris", Filesystem),
     (0xda, "non-FS data", Not("non-filesystem data")),
     (0xde, "Dell utility (FAT)", Filesystem),
-    (
-        0xee,
-        "GPT protective",
-        Not("GPT protective entry (the disk has a GPT)"),
-    ),
+    (0xee, "GPT protective", Not("GPT protective entry (the disk has a GPT)")),
     (0xef, "EFI system (FAT)", Filesystem),
     (0xfb, "VMware VMFS", Filesystem),
     (0xfc, "VMware VMKCORE", Not("VMware core dump area")),
@@ -89,11 +73,7 @@ const MBR_TYPES: &[(u8, &str, Content)] = &[
 ];
 
 const GPT_TYPES: &[(Uuid, &str, Content)] = &[
-    (
-        uuid!("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
-        "EFI system",
-        Filesystem,
-    ),
+    (uuid!("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"), "EFI system", Filesystem),
     (
         uuid!("e3c9e316-0b5c-4db8-817d-f92df00215ae"),
         "Microsoft reserved",
@@ -114,11 +94,7 @@ const GPT_TYPES: &[(Uuid, &str, Content)] = &[
         "Windows LDM metadata",
         LDM,
     ),
-    (
-        uuid!("af9b60a0-1431-4f62-bc68-3311714a69ad"),
-        "Windows LDM data",
-        LDM,
-    ),
+    (uuid!("af9b60a0-1431-4f62-bc68-3311714a69ad"), "Windows LDM data", LDM),
     (
         uuid!("e75caf8f-f680-4cee-afa3-b001e56efc2d"),
         "Windows Storage Spaces",
@@ -129,31 +105,11 @@ const GPT_TYPES: &[(Uuid, &str, Content)] = &[
         "Linux filesystem",
         Filesystem,
     ),
-    (
-        uuid!("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
-        "Linux swap",
-        SWAP,
-    ),
-    (
-        uuid!("e6d6d379-f507-44c2-a23c-238f2a3df928"),
-        "Linux LVM",
-        LVM,
-    ),
-    (
-        uuid!("a19d880f-05fc-4d3b-a006-743f0f84911e"),
-        "Linux RAID",
-        RAID,
-    ),
-    (
-        uuid!("933ac7e1-2eb4-4f13-b844-0e14e2aef915"),
-        "Linux /home",
-        Filesystem,
-    ),
-    (
-        uuid!("3b8f8425-20e0-4f3b-907f-1a25a76f98e8"),
-        "Linux /srv",
-        Filesystem,
-    ),
+    (uuid!("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"), "Linux swap", SWAP),
+    (uuid!("e6d6d379-f507-44c2-a23c-238f2a3df928"), "Linux LVM", LVM),
+    (uuid!("a19d880f-05fc-4d3b-a006-743f0f84911e"), "Linux RAID", RAID),
+    (uuid!("933ac7e1-2eb4-4f13-b844-0e14e2aef915"), "Linux /home", Filesystem),
+    (uuid!("3b8f8425-20e0-4f3b-907f-1a25a76f98e8"), "Linux /srv", Filesystem),
     (
         uuid!("44479540-f297-41b2-9af7-d131d5f0458a"),
         "Linux root (x86)",
@@ -219,16 +175,8 @@ const GPT_TYPES: &[(Uuid, &str, Content)] = &[
         "FreeBSD swap",
         Not("FreeBSD swap"),
     ),
-    (
-        uuid!("516e7cb6-6ecf-11d6-8ff8-00022d09712b"),
-        "FreeBSD UFS",
-        Filesystem,
-    ),
-    (
-        uuid!("516e7cba-6ecf-11d6-8ff8-00022d09712b"),
-        "FreeBSD ZFS",
-        Filesystem,
-    ),
+    (uuid!("516e7cb6-6ecf-11d6-8ff8-00022d09712b"), "FreeBSD UFS", Filesystem),
+    (uuid!("516e7cba-6ecf-11d6-8ff8-00022d09712b"), "FreeBSD ZFS", Filesystem),
     (
         uuid!("6a898cc3-1dd2-11b2-99a6-080020736631"),
         "Solaris /usr or Apple ZFS",
@@ -239,16 +187,8 @@ const GPT_TYPES: &[(Uuid, &str, Content)] = &[
         "Apple HFS/HFS+",
         Filesystem,
     ),
-    (
-        uuid!("7c3457ef-0000-11aa-aa11-00306543ecac"),
-        "Apple APFS",
-        Filesystem,
-    ),
-    (
-        uuid!("aa31e02a-400f-11db-9590-000c2911d1b8"),
-        "VMware VMFS",
-        Filesystem,
-    ),
+    (uuid!("7c3457ef-0000-11aa-aa11-00306543ecac"), "Apple APFS", Filesystem),
+    (uuid!("aa31e02a-400f-11db-9590-000c2911d1b8"), "VMware VMFS", Filesystem),
 ];
 
 /// The MBR type bytes that open a chain of logical partitions.
