@@ -5,15 +5,16 @@
 mod fswalk;
 mod util;
 
+use util::ntfs3g::Ntfs3g as Mount;
+
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ckptfs::fs::{ntfs, Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId};
@@ -53,88 +54,6 @@ fn mkntfs(img: &Path, size: u64, cluster: Option<u32>, label: &str) {
 
 /// An ntfs-3g mount. Dropping it (even while a failed test unwinds) unmounts it and waits
 /// for the daemon, which writes the volume's last changes only after the kernel lets go.
-struct Mount {
-    dir: PathBuf,
-    daemon: Child,
-}
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, options: &str) -> Mount {
-        fs::create_dir_all(dir).unwrap();
-        let options = if options.is_empty() {
-            "no_detach".to_string()
-        } else {
-            format!("no_detach,{options}")
-        };
-        let daemon = Command::new("ntfs-3g")
-            .args(["-o", &options])
-            .arg(img)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run ntfs-3g");
-        let mut m = Mount {
-            dir: dir.canonicalize().unwrap(),
-            daemon,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !m.mounted() {
-            if let Ok(Some(status)) = m.daemon.try_wait() {
-                panic!("ntfs-3g exited ({status}) before mounting {}", img.display());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ntfs-3g did not mount {} in 20 s",
-                img.display()
-            );
-            sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn mounted(&self) -> bool {
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.to_str().unwrap();
-        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir))
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if !self.mounted() {
-                break;
-            }
-            let unmounted = Command::new("umount")
-                .arg(&self.dir)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if unmounted {
-                break;
-            }
-            sleep(Duration::from_millis(100));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.daemon.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = self.daemon.kill();
-                    let _ = self.daemon.wait();
-                    break;
-                }
-                Ok(None) => sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-}
 
 fn put(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();

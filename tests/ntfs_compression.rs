@@ -11,13 +11,14 @@
 
 mod util;
 
+use util::ntfs3g::Ntfs3g as Mount;
+
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ckptfs::fs::{ntfs, GuestFs, NodeId};
 use ckptfs::io::ImageFile;
@@ -73,79 +74,6 @@ fn can_run() -> bool {
 }
 
 /// An ntfs-3g mount, unmounted (and its daemon waited for) on drop.
-struct Mount {
-    dir: PathBuf,
-    daemon: Child,
-}
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, options: &str) -> Mount {
-        fs::create_dir_all(dir).unwrap();
-        let daemon = Command::new("ntfs-3g")
-            .args(["-o", &format!("no_detach,{options}")])
-            .arg(img)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run ntfs-3g");
-        let mut m = Mount {
-            dir: dir.canonicalize().unwrap(),
-            daemon,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !m.mounted() {
-            if let Ok(Some(status)) = m.daemon.try_wait() {
-                panic!("ntfs-3g exited ({status}) before mounting {}", img.display());
-            }
-            assert!(Instant::now() < deadline, "ntfs-3g did not mount {}", img.display());
-            sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn mounted(&self) -> bool {
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.to_str().unwrap();
-        mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir))
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if !self.mounted() {
-                break;
-            }
-            let ok = Command::new("umount")
-                .arg(&self.dir)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                break;
-            }
-            sleep(Duration::from_millis(100));
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.daemon.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = self.daemon.kill();
-                    let _ = self.daemon.wait();
-                    break;
-                }
-                Ok(None) => sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-}
 
 fn mkntfs(img: &Path, size: u64, cluster: u32, label: &str) {
     File::create(img).unwrap().set_len(size).unwrap();

@@ -16,6 +16,8 @@
 mod fswalk;
 mod util;
 
+use util::ntfs3g::{mounted, Ntfs3g};
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
@@ -23,10 +25,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use ckptfs::fs::{ntfs, Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId, StreamInfo};
 use ckptfs::io::ImageFile;
@@ -157,74 +157,6 @@ fn set_attrib(path: &Path, flags: u32) {
 
 // ---------------------------------------------------------------------------------
 // Mounts.
-
-/// An ntfs-3g mount of a volume image, unmounted on drop.
-struct Ntfs3g {
-    dir: PathBuf,
-    daemon: Child,
-}
-
-fn mounted(dir: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts.lines().any(|l| l.split(' ').nth(1) == dir.to_str())
-}
-
-impl Ntfs3g {
-    fn new(img: &Path, dir: &Path, options: &str) -> Ntfs3g {
-        fs::create_dir_all(dir).unwrap();
-        let dir = dir.canonicalize().unwrap();
-        let daemon = Command::new("ntfs-3g")
-            .args(["-o", &format!("no_detach,{options}")])
-            .arg(img)
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run ntfs-3g");
-        let mut m = Ntfs3g { dir, daemon };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !mounted(&m.dir) {
-            if let Ok(Some(status)) = m.daemon.try_wait() {
-                panic!("ntfs-3g exited ({status}) before mounting {}", img.display());
-            }
-            assert!(Instant::now() < deadline, "ntfs-3g did not mount {}", img.display());
-            sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for Ntfs3g {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if !mounted(&self.dir)
-                || Command::new("umount")
-                    .arg(&self.dir)
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            {
-                break;
-            }
-            sleep(Duration::from_millis(100));
-        }
-        // The daemon writes the volume's last changes after the kernel lets go.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while matches!(self.daemon.try_wait(), Ok(None)) {
-            if Instant::now() > deadline {
-                let _ = self.daemon.kill();
-                let _ = self.daemon.wait();
-                break;
-            }
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// `ckptfs mount IMAGE DIR`, unmounted on drop.
 struct CkptMount {

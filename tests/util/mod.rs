@@ -1,6 +1,8 @@
 //! Helpers for tests that drive the `ckptfs` binary (after ripgrep's tests/util.rs).
 #![allow(dead_code)]
 
+pub mod ntfs3g;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
