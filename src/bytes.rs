@@ -34,3 +34,21 @@ pub fn utf16le_until_nul(b: &[u8]) -> String {
         .collect();
     String::from_utf16_lossy(&units)
 }
+
+/// Bytes as a number and in binary units: `10485760 (10 MiB)`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if v.fract() == 0.0 {
+        format!("{n} ({v} {})", UNITS[unit])
+    } else {
+        format!("{n} ({v:.1} {})", UNITS[unit])
+    }
+}

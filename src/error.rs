@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::format::vhd::VhdError;
 use crate::format::vhdx::VhdxError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -25,20 +26,32 @@ pub enum Error {
         source: VhdxError,
     },
 
+    #[error("{}: {source}", path.display())]
+    Vhd {
+        path: PathBuf,
+        #[source]
+        source: VhdError,
+    },
+
+    /// No format recognised the file; one reason per format tried.
+    #[error("{}: not a disk image ckptfs reads: {}", path.display(), reasons.join("; "))]
+    UnknownFormat { path: PathBuf, reasons: Vec<String> },
+
     #[error(
-        "{}: parent not found: its locator names {named} with DataWriteGuid {linkage}; looked for {} (add --search-dir DIR if the parent is elsewhere)",
+        "{}: parent not found: it names {named} with {linkage}; looked for {} (add --search-dir DIR if the parent is elsewhere)",
         child.display(), list_paths(tried)
     )]
     MissingParent {
         child: PathBuf,
-        /// The locator's first path and its key, e.g. `.\base.vhdx (relative_path)`.
+        /// The first path hint and its label, e.g. `.\base.vhdx (relative_path)`.
         named: String,
+        /// The identities the parent may have, e.g. `DataWriteGuid {…}`.
         linkage: String,
         tried: Vec<PathBuf>,
     },
 
     #[error(
-        "{}: parent {} does not match: the child expects DataWriteGuid {expected} but the parent has {found}",
+        "{}: parent {} does not match: the child expects {expected} but the parent has {found}",
         child.display(), parent.display()
     )]
     ParentMismatch {
@@ -46,6 +59,16 @@ pub enum Error {
         parent: PathBuf,
         expected: String,
         found: String,
+    },
+
+    /// A child and its parent disagree on something the read depends on.
+    #[error("{}: {what} differs from its parent {}: {child_value} here, {parent_value} there", child.display(), parent.display())]
+    ParentIncompatible {
+        child: PathBuf,
+        parent: PathBuf,
+        what: &'static str,
+        child_value: String,
+        parent_value: String,
     },
 
     #[error("{}: the chain of parents is deeper than {limit} files", child.display())]
@@ -107,6 +130,13 @@ fn list_paths(paths: &[PathBuf]) -> String {
 impl Error {
     pub(crate) fn vhdx(path: impl Into<PathBuf>, source: VhdxError) -> Self {
         Error::Vhdx {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn vhd(path: impl Into<PathBuf>, source: VhdError) -> Self {
+        Error::Vhd {
             path: path.into(),
             source,
         }

@@ -1,27 +1,27 @@
-//! Finding a differencing file's parent from its parent locator, and checking that it
-//! is the right one (its DataWriteGuid equals `parent_linkage` or `parent_linkage2`).
+//! Finding a differencing file's parent from the path hints its format records, and
+//! checking that it is the right one (its identity is one the child accepts: a VHDX
+//! DataWriteGuid, a VHD UUID, ...). The same for every format.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use crate::bytes::braced;
-use crate::format::vhdx::VhdxFile;
+use crate::format::{DiskFile, ParentRef};
 use crate::{Error, Result};
 
 /// Opens each image file once, however many times discovery asks for it.
 #[derive(Default)]
 pub struct FileCache {
-    files: HashMap<PathBuf, Arc<VhdxFile>>,
+    files: HashMap<PathBuf, Arc<dyn DiskFile>>,
 }
 
 impl FileCache {
-    /// Open `path` (canonical) or return the copy already open.
-    pub fn open(&mut self, path: &Path) -> Result<Arc<VhdxFile>> {
+    /// Open `path` (canonical), by its content, or return the copy already open.
+    pub fn open(&mut self, path: &Path) -> Result<Arc<dyn DiskFile>> {
         if let Some(f) = self.files.get(path) {
             return Ok(f.clone());
         }
-        let f = Arc::new(VhdxFile::open(path)?);
+        let f = crate::format::open(path)?;
         self.files.insert(path.to_path_buf(), f.clone());
         Ok(f)
     }
@@ -36,23 +36,21 @@ pub fn canonical(path: &Path) -> Result<PathBuf> {
     })
 }
 
-/// The paths where `child`'s parent may be, most trusted first: the locator's
-/// relative_path, volume_path and absolute_win32_path as the specification orders them,
-/// then each of their file names beside the child and in `search_dirs` (a Windows path
-/// means nothing on this machine, but the file usually travels with its child).
-pub fn candidate_paths(child: &VhdxFile, child_dir: &Path, search_dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let Some(locator) = child.parent_locator() else {
-        return Vec::new();
-    };
+/// The paths where a child's parent may be, most trusted first: each hint in the
+/// order its format gives (a relative one joined to the child's directory, a Unix
+/// absolute one as it is), then each hint's file name beside the child and in
+/// `search_dirs` (a Windows absolute path means nothing on this machine, but the file
+/// usually travels with its child).
+pub fn candidate_paths(parent: &ParentRef, child_dir: &Path, search_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let mut names: Vec<String> = Vec::new();
-    for (key, value) in locator.paths() {
-        let value = value.trim_end_matches('\0');
-        match key {
-            "relative_path" if !is_windows_absolute(value) => out.push(join_windows_relative(child_dir, value)),
-            // A locator written on Linux may hold a plain absolute path.
-            _ if value.starts_with('/') => out.push(PathBuf::from(value)),
-            _ => {}
+    for hint in &parent.hints {
+        let value = hint.path.trim_end_matches('\0');
+        if value.starts_with('/') {
+            // A hint written on Linux may hold a plain absolute path.
+            out.push(PathBuf::from(value));
+        } else if !value.is_empty() && !is_windows_absolute(value) {
+            out.push(join_windows_relative(child_dir, value));
         }
         if let Some(name) = value
             .rsplit(['\\', '/'])
@@ -110,20 +108,17 @@ fn existing_case_insensitive(path: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
 }
 
-/// Find and open `child`'s parent. Errors name the child, the linkage and every path
-/// tried; a file found at a locator path with another DataWriteGuid is a mismatch.
+/// Find and open the parent that `child_path` names in `parent`. Errors name the child,
+/// the identities it accepts and every path tried; a file found at a hinted path with
+/// another identity is a mismatch.
 pub fn locate_parent(
-    child: &VhdxFile,
+    parent: &ParentRef,
     child_path: &Path,
     search_dirs: &[PathBuf],
     files: &mut FileCache,
-) -> Result<(PathBuf, Arc<VhdxFile>)> {
-    let locator = child
-        .parent_locator()
-        .expect("locate_parent is only called for differencing files");
-    let linkages = locator.linkages().unwrap_or_default();
+) -> Result<(PathBuf, Arc<dyn DiskFile>)> {
     let child_dir = child_path.parent().unwrap_or(Path::new("/"));
-    let candidates = candidate_paths(child, child_dir, search_dirs);
+    let candidates = candidate_paths(parent, child_dir, search_dirs);
     let mut mismatch: Option<(PathBuf, String)> = None;
     for candidate in &candidates {
         let Some(found) = existing_case_insensitive(candidate) else {
@@ -133,7 +128,7 @@ pub fn locate_parent(
         if path == child_path {
             continue;
         }
-        let parent = match files.open(&path) {
+        let found_file = match files.open(&path) {
             Ok(p) => p,
             Err(e) => {
                 log::warn!(
@@ -147,14 +142,24 @@ pub fn locate_parent(
                 continue;
             }
         };
-        if linkages.contains(&parent.header.data_write_guid) {
-            return Ok((path, parent));
+        let identity = found_file.identity();
+        if parent.accepts(&identity) {
+            return Ok((path, found_file));
         }
         if mismatch.is_none() {
-            mismatch = Some((path, braced(&parent.header.data_write_guid)));
+            mismatch = Some((path, identity.to_string()));
         }
     }
-    let expected = linkages.iter().map(braced).collect::<Vec<_>>().join(" or ");
+    let expected = if parent.identities.is_empty() {
+        "no identity check".to_string()
+    } else {
+        parent
+            .identities
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
     Err(match mismatch {
         Some((parent, found)) => Error::ParentMismatch {
             child: child_path.to_path_buf(),
@@ -164,10 +169,10 @@ pub fn locate_parent(
         },
         None => Error::MissingParent {
             child: child_path.to_path_buf(),
-            named: locator
-                .paths()
+            named: parent
+                .hints
                 .first()
-                .map_or("no path".to_string(), |(key, value)| format!("{value} ({key})")),
+                .map_or("no path".to_string(), |h| format!("{} ({})", h.path, h.label)),
             linkage: expected,
             tried: candidates,
         },

@@ -1,7 +1,9 @@
-//! The checkpoint tree: from any one file of it, walk up the parent locators to the
+//! The checkpoint tree: from any one file of it, walk up the parent references to the
 //! base, then find children by scanning the directories of the tree's files (and any
-//! search directories) for VHDX/AVHDX files whose parent is a member. Each file is one
-//! checkpoint state: the disk as seen through it and its ancestors.
+//! search directories) for disk files, recognised by content, whose parent is a member.
+//! Each state a file holds (one for most formats) is one checkpoint: the disk as seen
+//! through it and its ancestors. Nothing here knows a format: each answers through
+//! [`DiskFile`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,8 +13,7 @@ use std::time::SystemTime;
 use super::layered_disk::{LayeredDisk, DEFAULT_CACHED_RUNS};
 use super::naming::{assign_names, NameInput};
 use super::parent::{canonical, locate_parent, FileCache};
-use crate::format::vhdx::VhdxFile;
-use crate::format::Layer;
+use crate::format::{DiskFile, Layer};
 use crate::{Error, Result};
 
 /// Longest chain of parents accepted.
@@ -31,15 +32,116 @@ pub struct Checkpoint {
     pub name: String,
     /// Canonical path of the file holding this state.
     pub path: PathBuf,
-    pub file: Arc<VhdxFile>,
+    pub file: Arc<dyn DiskFile>,
+    /// Which of the file's states this is (an index into [`DiskFile::states`]).
+    pub state: usize,
+    /// The state's id inside its file (a qcow2 internal snapshot's); `None` where the
+    /// file holds one state.
+    pub snapshot: Option<String>,
+    /// This state alone, without its ancestors.
+    pub layer: Arc<dyn Layer>,
     pub parent: Option<usize>,
     pub children: Vec<usize>,
     /// 1 for the base disk.
     pub depth: usize,
-    /// The file's modification time.
+    /// When the state stopped changing: the time its format records, else the file's
+    /// modification time.
     pub modified: SystemTime,
     /// The newest leaf: the state a running VM writes to.
     pub current: bool,
+}
+
+/// A state found during discovery, before the tree is ordered and named.
+struct Member {
+    path: PathBuf,
+    file: Arc<dyn DiskFile>,
+    state: usize,
+    layer: Arc<dyn Layer>,
+    parent: Option<usize>,
+    depth: usize,
+    modified: SystemTime,
+    snapshot: Option<String>,
+}
+
+/// The states found so far, and for each file the member its children attach to.
+#[derive(Default)]
+struct Members {
+    list: Vec<Member>,
+    /// Canonical path → the member of that file's active state.
+    active: HashMap<PathBuf, usize>,
+}
+
+impl Members {
+    /// Add every state of `file`; states without a parent inside the file attach to
+    /// `parent` (a member index). Checks depth, and that each state's layer agrees with
+    /// the layer it is read over.
+    fn add_file(&mut self, path: &Path, file: Arc<dyn DiskFile>, parent: Option<usize>) -> Result<()> {
+        let states = file.states();
+        let first = self.list.len();
+        let count = states.len();
+        // Parent inside the file, as a member index; out-of-range links count as none.
+        let parent_of = |i: usize| match states[i].parent_in_file {
+            Some(p) if p < count && p != i => Some(first + p),
+            _ => parent,
+        };
+        // Depths in an order where parents come first; a loop among states is an error.
+        let mut depth: Vec<Option<usize>> = vec![None; count];
+        for i in 0..count {
+            let mut trail = Vec::new();
+            let mut at = i;
+            while depth[at].is_none() {
+                if trail.contains(&at) {
+                    return Err(Error::ChainCycle {
+                        child: path.to_path_buf(),
+                        repeated: path.to_path_buf(),
+                    });
+                }
+                trail.push(at);
+                match parent_of(at) {
+                    Some(m) if m >= first => at = m - first,
+                    Some(m) => {
+                        depth[at] = Some(self.list[m].depth + 1);
+                    }
+                    None => depth[at] = Some(1),
+                }
+            }
+            while let Some(t) = trail.pop() {
+                if depth[t].is_none() {
+                    let m = parent_of(t).expect("only states with an in-file parent wait");
+                    depth[t] = Some(depth[m - first].expect("set before its children") + 1);
+                }
+            }
+        }
+        let modified = file.modified();
+        for (i, info) in states.iter().enumerate() {
+            let d = depth[i].expect("every depth is set");
+            if d > MAX_DEPTH {
+                return Err(Error::ChainTooDeep {
+                    child: path.to_path_buf(),
+                    limit: MAX_DEPTH,
+                });
+            }
+            let layer = file.clone().layer(i);
+            self.list.push(Member {
+                path: path.to_path_buf(),
+                file: file.clone(),
+                state: i,
+                layer,
+                parent: parent_of(i),
+                depth: d,
+                modified: info.created.unwrap_or(modified),
+                snapshot: info.snapshot.clone(),
+            });
+        }
+        for i in first..self.list.len() {
+            if let Some(p) = self.list[i].parent {
+                check_compatible(&self.list[i], &self.list[p])?;
+            }
+        }
+        self.active
+            .insert(path.to_path_buf(), first + file.active_state().min(count - 1));
+        Ok(())
+    }
 }
 
 /// All states of one tree, in display order (pre-order, siblings oldest first).
@@ -57,117 +159,115 @@ impl CheckpointTree {
         let start_file = files.open(&start_path)?;
 
         // Up: start, its parent, ..., the base.
-        let mut up: Vec<(PathBuf, Arc<VhdxFile>)> = vec![(start_path.clone(), start_file)];
+        let mut up: Vec<(PathBuf, Arc<dyn DiskFile>)> = vec![(start_path.clone(), start_file)];
         let mut seen: HashSet<PathBuf> = HashSet::from([start_path]);
         loop {
-            let (path, file) = up.last().cloned().unwrap();
-            if !file.metadata.has_parent {
+            let (path, file) = up.last().cloned().expect("starts with one file");
+            let Some(parent_ref) = file.parent() else {
                 break;
-            }
+            };
             if up.len() >= MAX_DEPTH {
                 return Err(Error::ChainTooDeep {
                     child: start.to_path_buf(),
                     limit: MAX_DEPTH,
                 });
             }
-            let (ppath, pfile) = locate_parent(&file, &path, &search_dirs, &mut files)?;
+            let (ppath, pfile) = locate_parent(&parent_ref, &path, &search_dirs, &mut files)?;
             if !seen.insert(ppath.clone()) {
                 return Err(Error::ChainCycle {
                     child: path,
                     repeated: ppath,
                 });
             }
-            check_compatible(&path, &file, &ppath, &pfile)?;
+            for w in file.parent_warnings(pfile.as_ref()) {
+                log::warn!("{}: {w}", path.display());
+            }
             up.push((ppath, pfile));
         }
 
-        // Members, base first; parent indices point into this list.
-        let mut members: Vec<(PathBuf, Arc<VhdxFile>, Option<usize>, usize)> = Vec::new();
-        for (i, (p, f)) in up.into_iter().rev().enumerate() {
-            members.push((p, f, i.checked_sub(1), i + 1));
+        // Members, base first.
+        let mut members = Members::default();
+        let mut parent = None;
+        for (path, file) in up.into_iter().rev() {
+            members.add_file(&path, file, parent)?;
+            parent = Some(members.active[&path]);
         }
-        let mut index: HashMap<PathBuf, usize> = members.iter().enumerate().map(|(i, m)| (m.0.clone(), i)).collect();
 
         // Down: scan directories for files whose parent is a member, until none is new.
         let mut candidates: Vec<PathBuf> = Vec::new();
         let mut dirs_scanned: HashSet<PathBuf> = HashSet::new();
         loop {
             let dirs: Vec<PathBuf> = members
+                .list
                 .iter()
-                .filter_map(|m| m.0.parent().map(Path::to_path_buf))
+                .filter_map(|m| m.path.parent().map(Path::to_path_buf))
                 .chain(search_dirs.iter().cloned())
                 .collect();
             for dir in dirs {
                 if dirs_scanned.insert(dir.clone()) {
-                    candidates.extend(disk_files_in(&dir));
+                    candidates.extend(files_in(&dir));
                 }
             }
             let mut added = false;
             for cpath in &candidates {
-                if index.contains_key(cpath) {
+                if members.active.contains_key(cpath) {
                     continue;
                 }
-                let Ok(cfile) = files.open(cpath) else {
-                    log::debug!("{}: not a readable VHDX, skipped", cpath.display());
+                let cfile = match files.open(cpath) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        log::debug!("{}: not a disk file ckptfs reads, skipped: {e}", cpath.display());
+                        continue;
+                    }
+                };
+                let Some(parent_ref) = cfile.parent() else {
                     continue;
                 };
-                let Some(linkages) = cfile.parent_locator().and_then(|l| l.linkages().ok()) else {
-                    continue;
-                };
-                // Cheap filter before resolving paths: does it name a member's DataWriteGuid?
-                if !members.iter().any(|m| linkages.contains(&m.1.header.data_write_guid)) {
+                // Cheap filter before resolving paths: does it name a member's identity?
+                if !parent_ref.identities.is_empty()
+                    && !members.list.iter().any(|m| parent_ref.accepts(&m.file.identity()))
+                {
                     continue;
                 }
-                let parent = match locate_parent(&cfile, cpath, &search_dirs, &mut files) {
-                    Ok((ppath, _)) => index.get(&ppath).copied(),
+                let parent = match locate_parent(&parent_ref, cpath, &search_dirs, &mut files) {
+                    Ok((ppath, pfile)) => members.active.get(&ppath).copied().inspect(|_| {
+                        for w in cfile.parent_warnings(pfile.as_ref()) {
+                            log::warn!("{}: {w}", cpath.display());
+                        }
+                    }),
                     Err(e) => {
                         log::warn!("{}: skipped as a child: {e}", cpath.display());
                         None
                     }
                 };
                 let Some(parent) = parent else { continue };
-                let depth = members[parent].3 + 1;
-                if depth > MAX_DEPTH {
-                    return Err(Error::ChainTooDeep {
-                        child: cpath.clone(),
-                        limit: MAX_DEPTH,
-                    });
-                }
-                check_compatible(cpath, &cfile, &members[parent].0, &members[parent].1)?;
-                index.insert(cpath.clone(), members.len());
-                members.push((cpath.clone(), cfile, Some(parent), depth));
+                members.add_file(cpath, cfile, Some(parent))?;
                 added = true;
             }
             if !added {
                 break;
             }
         }
-        Ok(Self::arrange(members))
+        Ok(Self::arrange(members.list))
     }
 
     /// Order the members for display and name them.
-    fn arrange(members: Vec<(PathBuf, Arc<VhdxFile>, Option<usize>, usize)>) -> Self {
-        let modified: Vec<SystemTime> = members
-            .iter()
-            .map(|m| {
-                m.1.file_metadata()
-                    .and_then(|md| md.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            })
-            .collect();
+    fn arrange(members: Vec<Member>) -> Self {
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
         for (i, m) in members.iter().enumerate() {
-            if let Some(p) = m.2 {
+            if let Some(p) = m.parent {
                 children[p].push(i);
             }
         }
-        let sort_key = |i: &usize| (modified[*i], members[*i].0.clone());
+        let sort_key = |i: &usize| (members[*i].modified, members[*i].path.clone(), members[*i].state);
         for c in &mut children {
             c.sort_by_key(sort_key);
         }
-        // Pre-order from the base (member 0).
+        // Pre-order from the roots (states without a parent; the base file's come first).
         let mut order = Vec::with_capacity(members.len());
-        let mut stack = vec![0usize];
+        let mut roots: Vec<usize> = (0..members.len()).filter(|i| members[*i].parent.is_none()).collect();
+        roots.sort_by_key(|i| (*i != 0, sort_key(i)));
+        let mut stack: Vec<usize> = roots.into_iter().rev().collect();
         while let Some(i) = stack.pop() {
             order.push(i);
             stack.extend(children[i].iter().rev());
@@ -181,11 +281,11 @@ impl CheckpointTree {
         let inputs: Vec<NameInput> = order
             .iter()
             .map(|&i| NameInput {
-                depth: members[i].3,
-                modified: modified[i],
+                depth: members[i].depth,
+                modified: members[i].modified,
                 current: i == current,
                 stem: members[i]
-                    .0
+                    .path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default(),
@@ -193,21 +293,23 @@ impl CheckpointTree {
             .collect();
         let names = assign_names(&inputs);
 
-        let mut by_member: Vec<Option<(PathBuf, Arc<VhdxFile>, Option<usize>, usize)>> =
-            members.into_iter().map(Some).collect();
+        let mut by_member: Vec<Option<Member>> = members.into_iter().map(Some).collect();
         let checkpoints = order
             .iter()
             .zip(names)
             .map(|(&i, name)| {
-                let (path, file, parent, depth) = by_member[i].take().unwrap();
+                let m = by_member[i].take().expect("each member is placed once");
                 Checkpoint {
                     name,
-                    path,
-                    file,
-                    parent: parent.map(|p| position[&p]),
+                    path: m.path,
+                    file: m.file,
+                    state: m.state,
+                    snapshot: m.snapshot,
+                    layer: m.layer,
+                    parent: m.parent.map(|p| position[&p]),
                     children: children[i].iter().map(|c| position[c]).collect(),
-                    depth,
-                    modified: modified[i],
+                    depth: m.depth,
+                    modified: m.modified,
                     current: i == current,
                 }
             })
@@ -224,7 +326,7 @@ impl CheckpointTree {
         let mut layers: Vec<Arc<dyn Layer>> = Vec::new();
         let mut at = Some(index);
         while let Some(i) = at {
-            layers.push(self.checkpoints[i].file.clone());
+            layers.push(self.checkpoints[i].layer.clone());
             at = self.checkpoints[i].parent;
         }
         layers
@@ -236,42 +338,39 @@ impl CheckpointTree {
     }
 }
 
-/// A child and its parent must agree on the sector size, which the sector bitmap
-/// depends on (MS-VHDX 2.6.2.4).
-fn check_compatible(child_path: &Path, child: &VhdxFile, parent_path: &Path, parent: &VhdxFile) -> Result<()> {
-    let (c, p) = (child.metadata.logical_sector_size, parent.metadata.logical_sector_size);
-    if c != p {
-        return Err(Error::Usage(format!(
-            "{}: logical sector size {c} differs from its parent {} ({p})",
-            child_path.display(),
-            parent_path.display()
-        )));
+/// A child and its parent must agree on the logical sector size, which sector bitmaps
+/// count in; a size difference is only worth a warning (the child's size rules).
+fn check_compatible(child: &Member, parent: &Member) -> Result<()> {
+    let (c, p) = (&child.layer, &parent.layer);
+    if c.logical_sector_size() != p.logical_sector_size() {
+        return Err(Error::ParentIncompatible {
+            child: child.path.clone(),
+            parent: parent.path.clone(),
+            what: "logical sector size",
+            child_value: c.logical_sector_size().to_string(),
+            parent_value: p.logical_sector_size().to_string(),
+        });
     }
-    if child.metadata.virtual_size != parent.metadata.virtual_size {
+    if c.virtual_size() != p.virtual_size() {
         log::warn!(
             "{}: virtual size {} differs from its parent {} ({})",
-            child_path.display(),
-            child.metadata.virtual_size,
-            parent_path.display(),
-            parent.metadata.virtual_size
+            child.path.display(),
+            c.virtual_size(),
+            parent.path.display(),
+            p.virtual_size()
         );
     }
     Ok(())
 }
 
-/// The `.vhdx` and `.avhdx` files in `dir` (any letter case), canonical, sorted.
-fn disk_files_in(dir: &Path) -> Vec<PathBuf> {
+/// The regular files in `dir`, canonical, sorted: each is probed by content.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| x.eq_ignore_ascii_case("vhdx") || x.eq_ignore_ascii_case("avhdx"))
-        })
         .filter(|p| p.is_file())
         .filter_map(|p| canonical(&p).ok())
         .collect();

@@ -17,6 +17,9 @@ struct Listing {
 struct CheckpointJson {
     name: String,
     file: String,
+    /// The state inside `file` (a qcow2 internal snapshot's id); null for formats that
+    /// hold one state per file.
+    snapshot: Option<String>,
     parent: Option<String>,
     /// The file's modification time, RFC 3339 UTC.
     created: String,
@@ -82,6 +85,7 @@ fn listing(vfs: &Vfs) -> Listing {
             CheckpointJson {
                 name: c.name.clone(),
                 file: c.path.display().to_string(),
+                snapshot: c.snapshot.clone(),
                 parent: c.parent.map(|p| tree.checkpoints[p].name.clone()),
                 created: humantime::format_rfc3339_seconds(c.modified).to_string(),
                 current: c.current,

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub(crate) use crate::bytes::human_bytes;
 use crate::chain::{CheckpointTree, DiscoverOptions};
 use crate::fs::fat::FatTimeZone;
 use crate::fs::FsOptions;
@@ -171,23 +172,5 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Mount(args) => mount::run(&args),
         Command::Umount { mountpoint, lazy } => mount::umount(&mountpoint, lazy),
-    }
-}
-
-/// Bytes as a number and in binary units: `10485760 (10 MiB)`.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else if v.fract() == 0.0 {
-        format!("{n} ({v} {})", UNITS[unit])
-    } else {
-        format!("{n} ({v:.1} {})", UNITS[unit])
     }
 }

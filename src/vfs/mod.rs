@@ -219,7 +219,7 @@ impl Vfs {
             Node::Checkpoint(ci) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
             Node::DiskImage(ci) => {
                 let c = &self.tree.checkpoints[ci];
-                let size = c.file.metadata.virtual_size;
+                let size = c.layer.virtual_size();
                 Ok(Attr {
                     kind: FileKind::File,
                     size,
@@ -441,7 +441,7 @@ impl Vfs {
                     .tree
                     .checkpoints
                     .iter()
-                    .map(|c| c.file.metadata.virtual_size)
+                    .map(|c| c.layer.virtual_size())
                     .max()
                     .unwrap_or(0);
                 Ok(FsStats {

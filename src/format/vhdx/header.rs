@@ -22,11 +22,22 @@ pub struct FileIdentifier {
     pub creator: String,
 }
 
-pub fn parse_file_identifier(b: &[u8]) -> Result<FileIdentifier, VhdxError> {
-    if b.len() < FILE_IDENTIFIER_SIZE || &b[..8] != FILE_SIGNATURE {
+/// Check the signature alone: the first 8 bytes of the file (fewer in a shorter file).
+pub fn parse_file_identifier_signature(b: &[u8]) -> Result<(), VhdxError> {
+    if b.len() < 8 || &b[..8] != FILE_SIGNATURE {
         let shown = &b[..b.len().min(8)];
         return Err(VhdxError::NotVhdx {
             found: String::from_utf8_lossy(shown).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+pub fn parse_file_identifier(b: &[u8]) -> Result<FileIdentifier, VhdxError> {
+    parse_file_identifier_signature(b)?;
+    if b.len() < FILE_IDENTIFIER_SIZE {
+        return Err(VhdxError::NotVhdx {
+            found: String::from_utf8_lossy(&b[..8]).into_owned(),
         });
     }
     Ok(FileIdentifier {

@@ -6,6 +6,7 @@ pub mod bat;
 mod error;
 mod file_view;
 pub mod header;
+mod info;
 pub mod log;
 pub mod metadata;
 pub mod parent_locator;
@@ -23,8 +24,10 @@ pub use metadata::Metadata;
 pub use parent_locator::ParentLocator;
 pub use region::RegionTable;
 
+use crate::bytes::braced;
 use crate::cache::Cache;
-use crate::format::{Layer, Run, Source};
+use crate::format::probe::Detected;
+use crate::format::{DiskFile, FileInfo, Identity, Layer, ParentRef, PathHint, Run, Source};
 use crate::io::ImageFile;
 use crate::{Error, Result};
 use file_view::FileView;
@@ -89,7 +92,12 @@ pub struct VhdxFile {
 impl VhdxFile {
     /// Open `path` read-only and check every structure needed to read it.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = ImageFile::open(path)?;
+        Self::from_image(ImageFile::open(path)?)
+    }
+
+    /// Read an image file already open as VHDX.
+    pub fn from_image(file: ImageFile) -> Result<Self> {
+        let path = file.path().to_path_buf();
         Self::from_file(file).map_err(|e| Error::vhdx(path, e))
     }
 
@@ -376,6 +384,77 @@ impl VhdxFile {
             }
         }
         Ok(())
+    }
+}
+
+/// The field a child's parent locator names its parent by (MS-VHDX 2.6.2.6.1).
+const IDENTITY_FIELD: &str = "DataWriteGuid";
+
+/// A VHDX file starts with the signature "vhdxfile" (MS-VHDX 2.2.1).
+pub fn detect(file: &ImageFile) -> std::io::Result<Detected> {
+    let mut b = [0u8; 8];
+    let n = file.read_up_to(header::FILE_IDENTIFIER_OFFSET, &mut b)?;
+    Ok(match header::parse_file_identifier_signature(&b[..n]) {
+        Ok(()) => Detected::Yes,
+        Err(e) => Detected::No(e.to_string()),
+    })
+}
+
+pub fn open_disk_file(file: ImageFile) -> Result<Arc<dyn DiskFile>> {
+    Ok(Arc::new(VhdxFile::from_image(file)?))
+}
+
+impl DiskFile for VhdxFile {
+    fn path(&self) -> &Path {
+        VhdxFile::path(self)
+    }
+
+    fn format(&self) -> &'static str {
+        "vhdx"
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            field: IDENTITY_FIELD,
+            value: braced(&self.header.data_write_guid),
+        }
+    }
+
+    fn parent(&self) -> Option<ParentRef> {
+        let locator = self.parent_locator()?;
+        Some(ParentRef {
+            hints: locator
+                .paths()
+                .into_iter()
+                .map(|(label, path)| PathHint {
+                    label: label.to_string(),
+                    path: path.to_string(),
+                })
+                .collect(),
+            identities: locator
+                .linkages()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| Identity {
+                    field: IDENTITY_FIELD,
+                    value: braced(g),
+                })
+                .collect(),
+        })
+    }
+
+    fn layer(self: Arc<Self>, _state: usize) -> Arc<dyn Layer> {
+        self
+    }
+
+    fn modified(&self) -> std::time::SystemTime {
+        self.file_metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+    }
+
+    fn info(&self) -> Result<FileInfo> {
+        info::file_info(self)
     }
 }
 

@@ -1,0 +1,46 @@
+//! What can be wrong with one VHD file. The path is added by the caller
+//! ([`crate::Error::Vhd`]), so messages here name the structure and the offset.
+
+#[derive(Debug, thiserror::Error)]
+pub enum VhdError {
+    /// A structure failed a check: wrong cookie, checksum, field out of range.
+    #[error("{structure} at offset {offset:#x}: {reason}")]
+    Corrupt {
+        structure: &'static str,
+        offset: u64,
+        reason: String,
+    },
+
+    /// The file is shorter than a structure it declares.
+    #[error(
+        "file is truncated: {structure} at offset {offset:#x} ({len:#x} bytes) ends past the end of the file ({file_len:#x} bytes)"
+    )]
+    Truncated {
+        structure: &'static str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    },
+
+    /// Valid VHD that uses something this reader refuses.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    #[error("read of {len:#x} bytes at offset {offset:#x} failed: {source}")]
+    Io {
+        offset: u64,
+        len: u64,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl VhdError {
+    pub(crate) fn corrupt(structure: &'static str, offset: u64, reason: impl Into<String>) -> Self {
+        VhdError::Corrupt {
+            structure,
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
