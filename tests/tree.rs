@@ -90,12 +90,14 @@ fn list_json_has_the_documented_fields() {
     let cps = v["checkpoints"].as_array().unwrap();
     assert_eq!(cps.len(), 5);
     for cp in cps {
-        for key in ["name", "file", "parent", "created", "volumes"] {
+        for key in ["name", "file", "snapshot", "parent", "created", "volumes"] {
             assert!(cp.get(key).is_some(), "{key} missing in {cp}");
         }
         assert!(Path::new(cp["file"].as_str().unwrap()).is_absolute());
     }
     assert_eq!(cps[0]["parent"], serde_json::Value::Null);
+    // A VHDX file holds one state: no snapshot inside it.
+    assert!(cps.iter().all(|cp| cp["snapshot"].is_null()));
     assert_eq!(cps[0]["created"], "2023-11-15T08:13:20Z");
     assert_eq!(cps[4]["parent"], "03_2023-11-15_111320");
 }
@@ -246,4 +248,45 @@ fn unrelated_disks_beside_the_tree_are_ignored() {
     std::fs::write(dir.path().join("junk.avhdx"), b"not a disk").unwrap();
     let tree = CheckpointTree::discover(&c.path(&ids[1]), &DiscoverOptions::default()).unwrap();
     assert_eq!(tree.checkpoints.len(), 5);
+}
+
+/// Files are recognised by content: children renamed without a disk extension are
+/// still found, and files that are no disk image are skipped quietly.
+#[test]
+fn children_are_found_by_content_not_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, ids) = branched(dir.path());
+    let renamed = [("vm_B.avhdx", "state-b.bin"), ("vm_D.avhdx", "state-d")];
+    for (from, to) in renamed {
+        std::fs::rename(dir.path().join(from), dir.path().join(to)).unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), b"conectix? no: just text").unwrap();
+    std::fs::write(dir.path().join("empty"), b"").unwrap();
+    let tree = CheckpointTree::discover(&c.path(&ids[0]), &DiscoverOptions::default()).unwrap();
+    let mut files: Vec<String> = names_by_file(&tree).into_iter().map(|(f, _, _)| f).collect();
+    files.sort();
+    assert_eq!(files, ["state-b.bin", "state-d", "vm.vhdx", "vm_A.avhdx", "vm_C.avhdx"]);
+    // And the renamed leaf is still the current state, read through its parents.
+    let d = tree.checkpoints.iter().find(|c| c.current).unwrap();
+    assert!(d.path.ends_with("state-d"), "{}", d.path.display());
+    assert_eq!(d.depth, 4);
+}
+
+/// A file no format recognises: one line that names it and what each format looked for.
+#[test]
+fn a_file_of_no_known_format_says_what_was_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::write(&path, pseudo_random(7, 1 << 20)).unwrap();
+    let out = ckptfs(["list", path.to_str().unwrap()]).failed();
+    let err = &out.stderr;
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        "disk.img",
+        "not a disk image ckptfs reads",
+        "not a VHDX file",
+        "not a VHD file",
+    ] {
+        assert!(err.contains(part), "{part:?} missing: {err}");
+    }
 }

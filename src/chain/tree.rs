@@ -378,3 +378,147 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{FileInfo, Identity, ParentRef, Run, Source, StateInfo};
+
+    /// A file holding several states, as a qcow2 file with internal snapshots does.
+    #[derive(Debug)]
+    struct MultiState {
+        path: PathBuf,
+        /// Parent state inside the file, per state.
+        parents: Vec<Option<usize>>,
+        active: usize,
+        sector: u32,
+    }
+
+    impl Layer for MultiState {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+        fn virtual_size(&self) -> u64 {
+            1 << 20
+        }
+        fn logical_sector_size(&self) -> u32 {
+            self.sector
+        }
+        fn map(&self, _offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+            out.push(Run {
+                len,
+                source: Source::Parent,
+            });
+            Ok(())
+        }
+        fn read_data(&self, _: u64, _: &mut [u8]) -> Result<()> {
+            unreachable!("maps nothing to data")
+        }
+    }
+
+    impl DiskFile for MultiState {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+        fn format(&self) -> &'static str {
+            "test"
+        }
+        fn identity(&self) -> Identity {
+            Identity {
+                field: "name",
+                value: self.path.display().to_string(),
+            }
+        }
+        fn parent(&self) -> Option<ParentRef> {
+            None
+        }
+        fn states(&self) -> Vec<StateInfo> {
+            self.parents
+                .iter()
+                .enumerate()
+                .map(|(i, p)| StateInfo {
+                    snapshot: Some(i.to_string()),
+                    parent_in_file: *p,
+                    ..StateInfo::default()
+                })
+                .collect()
+        }
+        fn active_state(&self) -> usize {
+            self.active
+        }
+        fn layer(self: Arc<Self>, _state: usize) -> Arc<dyn Layer> {
+            self
+        }
+        fn modified(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH
+        }
+        fn info(&self) -> Result<FileInfo> {
+            unreachable!()
+        }
+    }
+
+    fn file(name: &str, parents: Vec<Option<usize>>, active: usize, sector: u32) -> Arc<dyn DiskFile> {
+        Arc::new(MultiState {
+            path: PathBuf::from(name),
+            parents,
+            active,
+            sector,
+        })
+    }
+
+    #[test]
+    fn states_of_one_file_link_to_each_other_and_to_the_files_parent() {
+        let mut m = Members::default();
+        m.add_file(Path::new("/base"), file("/base", vec![None], 0, 512), None)
+            .unwrap();
+        // State 2 was made from state 0, state 1 from state 2; state 0 from the base file.
+        m.add_file(
+            Path::new("/top"),
+            file("/top", vec![None, Some(2), Some(0)], 1, 512),
+            Some(0),
+        )
+        .unwrap();
+        let links: Vec<(Option<usize>, usize, Option<String>)> =
+            m.list.iter().map(|x| (x.parent, x.depth, x.snapshot.clone())).collect();
+        assert_eq!(
+            links,
+            [
+                (None, 1, Some("0".into())),
+                (Some(0), 2, Some("0".into())),
+                (Some(3), 4, Some("1".into())),
+                (Some(1), 3, Some("2".into())),
+            ]
+        );
+        // Children of /top attach to its active state.
+        assert_eq!(m.active[Path::new("/top")], 2);
+    }
+
+    #[test]
+    fn a_loop_among_a_files_states_is_an_error_not_a_hang() {
+        let mut m = Members::default();
+        let err = m
+            .add_file(Path::new("/f"), file("/f", vec![Some(1), Some(0)], 0, 512), None)
+            .unwrap_err();
+        assert!(matches!(err, Error::ChainCycle { .. }), "{err}");
+        // A state naming itself or a state that does not exist hangs off the file's parent.
+        let mut m = Members::default();
+        m.add_file(Path::new("/g"), file("/g", vec![Some(0), Some(9)], 0, 512), None)
+            .unwrap();
+        assert!(m.list.iter().all(|x| x.parent.is_none() && x.depth == 1));
+    }
+
+    #[test]
+    fn a_child_with_another_sector_size_is_refused() {
+        let mut m = Members::default();
+        m.add_file(Path::new("/a"), file("/a", vec![None], 0, 512), None)
+            .unwrap();
+        let err = m
+            .add_file(Path::new("/b"), file("/b", vec![None], 0, 4096), Some(0))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("logical sector size") && msg.contains("4096") && msg.contains("/a"),
+            "{msg}"
+        );
+    }
+}

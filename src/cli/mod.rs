@@ -22,7 +22,7 @@ use crate::{Error, Result};
 #[command(
     name = "ckptfs",
     version,
-    about = "Browse every state of a Hyper-V checkpoint tree, read-only"
+    about = "Browse every state of a checkpoint tree (Hyper-V VHDX/AVHDX, VHD/AVHD), read-only"
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
@@ -35,7 +35,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Facts about one VHDX/AVHDX file: type, sizes, GUIDs, log, parent locator, blocks.
+    /// Facts about one disk file, as its format records them (VHDX: type, sizes, GUIDs,
+    /// log, parent locator, blocks; VHD: footer, dynamic header, locators, blocks).
     Info {
         /// The disk file.
         file: PathBuf,
@@ -103,7 +104,7 @@ pub enum Command {
 /// Any file of a checkpoint tree, and where else to look for its relatives.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Any file of the tree: the base .vhdx or any .avhdx.
+    /// Any disk file of the tree (VHDX/AVHDX, VHD/AVHD), recognised by its content.
     pub image: PathBuf,
     /// Also look in DIR for parents and children (repeatable).
     #[arg(long = "search-dir", value_name = "DIR")]
