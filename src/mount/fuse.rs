@@ -4,7 +4,6 @@
 //! attribute conversion, cache lifetimes, directory handles with stable offsets, and a
 //! refusal of every write.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
@@ -15,12 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, PollEvents, PollFlags,
+    Generation, INodeNo, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, PollEvents, PollFlags,
     PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
     TimeOrNow, WriteFlags,
 };
 
+use super::transport;
 use crate::cache::Cache;
 use crate::fs::{Attr, FileKind};
 use crate::vfs::{Entry, Ino, Vfs, ROOT};
@@ -30,9 +30,6 @@ use crate::Error;
 /// serves changes during a mount (see "Caching" in README.md), so the only bound is
 /// memory, which the kernel reclaims on its own.
 const TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Readahead and largest read request asked of the kernel.
-pub const MAX_READ: u32 = 1 << 20;
 
 /// `st_blksize`: what `cp` and friends take as the preferred I/O size.
 const BLKSIZE: u32 = 128 * 1024;
@@ -59,6 +56,8 @@ pub struct CkptFs {
     /// EIO reasons already logged.
     logged: Mutex<HashSet<String>>,
     max_background: u16,
+    /// Open files with FOPEN_DIRECT_IO (`-o direct_io`).
+    direct_io: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,15 +67,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl CkptFs {
     /// `threads`: how many requests are served at once, which sizes the kernel's queue
-    /// of background (readahead) requests.
-    pub fn new(vfs: Arc<Vfs>, threads: usize) -> Self {
+    /// of background (readahead) requests. `direct_io`: see [`transport::file_open_flags`].
+    pub fn new(vfs: Arc<Vfs>, threads: usize, direct_io: bool) -> Self {
         CkptFs {
             vfs,
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
             parents: Cache::new(REMEMBERED_PARENTS),
             logged: Mutex::new(HashSet::new()),
-            max_background: threads.clamp(16, usize::from(u16::MAX)) as u16,
+            max_background: transport::max_background(threads),
+            direct_io,
         }
     }
 
@@ -199,39 +199,6 @@ fn placeholder_attr(e: &Entry) -> FileAttr {
     })
 }
 
-/// Largest read the kernel sends (256 pages), rounded up to a huge page.
-const READ_BUF_SIZE: usize = 2 << 20;
-
-/// A serving thread's read buffer: one 2 MiB-aligned allocation, so that with
-/// transparent huge pages it is a single huge page. Replying copies the data out of it
-/// in the kernel, which first pins the buffer's pages: one page instead of 256 (this
-/// took the pinning from 13% to 4% of the daemon's time in a 1 GiB read).
-struct ReadBuf(std::ptr::NonNull<u8>);
-
-impl ReadBuf {
-    fn new() -> Self {
-        let mut p: *mut libc::c_void = std::ptr::null_mut();
-        // SAFETY: posix_memalign with a power-of-two alignment; the result is checked.
-        let rc = unsafe { libc::posix_memalign(&mut p, READ_BUF_SIZE, READ_BUF_SIZE) };
-        assert!(rc == 0 && !p.is_null(), "cannot allocate the read buffer");
-        // SAFETY: `p` points to READ_BUF_SIZE bytes we own; initialise them once.
-        unsafe { std::ptr::write_bytes(p as *mut u8, 0, READ_BUF_SIZE) };
-        ReadBuf(std::ptr::NonNull::new(p as *mut u8).expect("checked above"))
-    }
-
-    fn get(&mut self, len: usize) -> &mut [u8] {
-        // SAFETY: the allocation holds READ_BUF_SIZE initialised bytes, borrowed mutably.
-        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr(), len.min(READ_BUF_SIZE)) }
-    }
-}
-
-impl Drop for ReadBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated by posix_memalign in `new`, freed once.
-        unsafe { libc::free(self.0.as_ptr() as *mut libc::c_void) };
-    }
-}
-
 /// The xattr protocol: a size-0 request asks how large the value is; a buffer too small
 /// for it is ERANGE.
 fn reply_sized(reply: ReplyXattr, size: u32, value: &[u8]) {
@@ -243,33 +210,9 @@ fn reply_sized(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
-thread_local! {
-    /// Each serving thread's read buffer, reused so that a 1 MiB read does not map and
-    /// fault in fresh pages every time.
-    static READ_BUF: RefCell<ReadBuf> = RefCell::new(ReadBuf::new());
-}
-
 impl Filesystem for CkptFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        // The kernel offers its current readahead as the ceiling; take as much of 1 MiB
-        // as it allows (serve.rs raises the ceiling itself afterwards where it can).
-        if let Err(max) = config.set_max_readahead(MAX_READ) {
-            let _ = config.set_max_readahead(max);
-        }
-        // For a read-only filesystem max_write only sizes requests through max_pages:
-        // 1 MiB reads where the kernel's page limit allows.
-        let _ = config.set_max_write(MAX_READ);
-        let _ = config.set_max_background(self.max_background);
-        for cap in [
-            InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
-            InitFlags::FUSE_CACHE_SYMLINKS,
-            InitFlags::FUSE_PARALLEL_DIROPS,
-        ] {
-            if config.add_capabilities(cap).is_err() {
-                log::debug!("the kernel does not offer {cap:?}");
-            }
-        }
+        transport::negotiate(config, self.max_background, self.direct_io);
         Ok(())
     }
 
@@ -317,8 +260,8 @@ impl Filesystem for CkptFs {
         match self.vfs.getattr(ino.0) {
             Ok(a) if a.kind == FileKind::Dir => reply.error(Errno::EISDIR),
             // The bytes never change during a mount, so pages read through an earlier
-            // open stay valid.
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            // open stay valid (unless reads bypass the page cache: `-o direct_io`).
+            Ok(_) => reply.opened(FileHandle(0), transport::file_open_flags(self.direct_io)),
             Err(e) => reply.error(self.errno("open", ino.0, &e)),
         }
     }
@@ -347,17 +290,10 @@ impl Filesystem for CkptFs {
             }
             Ok(done)
         };
-        let size = size as usize;
-        let answer = |buf: &mut [u8]| match fill(buf) {
+        transport::with_read_buf(size as usize, |buf| match fill(buf) {
             Ok(n) => reply.data(&buf[..n]),
             Err(e) => reply.error(self.errno("read", ino.0, &e)),
-        };
-        if size <= READ_BUF_SIZE {
-            READ_BUF.with_borrow_mut(|buf| answer(buf.get(size)));
-        } else {
-            // Only where the kernel allows requests above 2 MiB (a raised max_pages_limit).
-            answer(&mut vec![0u8; size]);
-        }
+        });
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {

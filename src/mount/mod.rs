@@ -5,6 +5,7 @@
 //! - `options`: `-o` options and the fuser configuration
 //! - `daemon`: detaching into the background once the mount is ready
 //! - `serve`: the session's threads, and the signals that unmount it
+//! - `transport`: what is negotiated with the kernel's FUSE, and the read reply path
 //! - `mountinfo`, `umount`: finding and ending a mount
 
 mod daemon;
@@ -12,6 +13,7 @@ mod fuse;
 mod mountinfo;
 mod options;
 mod serve;
+pub mod transport;
 mod umount;
 
 use std::path::{Path, PathBuf};
@@ -83,7 +85,7 @@ pub fn mount(vfs: Vfs, image: &Path, mountpoint: &Path, settings: &Settings) -> 
         .as_ref()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     let config = settings.options.config(image, settings.threads);
-    let fs = CkptFs::new(Arc::new(vfs), settings.threads);
+    let fs = CkptFs::new(Arc::new(vfs), settings.threads, settings.options.direct_io);
     // Mounting (and the kernel's init handshake) happens here, in the original process:
     // its errors reach the terminal, and the mount exists before anyone returns.
     let session = fuser::Session::new(fs, &mountpoint, &config).map_err(|e| Error::Io {

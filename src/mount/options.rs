@@ -10,7 +10,8 @@ use crate::{Error, Result};
 /// The filesystem type shown by `mount` and `/proc/self/mountinfo` is `fuse.<SUBTYPE>`.
 pub const SUBTYPE: &str = "ckptfs";
 
-const KNOWN: &str = "ro, allow_other, allow_root, default_permissions, fsname=NAME, noexec, nosuid, nodev, noatime";
+const KNOWN: &str =
+    "ro, allow_other, allow_root, default_permissions, direct_io, fsname=NAME, noexec, nosuid, nodev, noatime";
 
 /// What the user asked for with `-o`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -21,6 +22,8 @@ pub struct MountOptions {
     pub noexec: bool,
     /// Source shown by `mount` and `df`; the image path by default.
     pub fsname: Option<String>,
+    /// Reads bypass the kernel's page cache for guest files (FOPEN_DIRECT_IO).
+    pub direct_io: bool,
 }
 
 impl MountOptions {
@@ -46,6 +49,7 @@ impl MountOptions {
                 }
                 "default_permissions" => o.default_permissions = true,
                 "noexec" => o.noexec = true,
+                "direct_io" => o.direct_io = true,
                 // Always in force (a guest's setuid binaries and device nodes must not
                 // act on this machine), accepted for scripts that say so.
                 "nosuid" | "nodev" => {}
@@ -138,6 +142,8 @@ mod tests {
         assert!(o.default_permissions);
         assert_eq!(parse(&["allow_root"]).unwrap().acl, SessionACL::RootAndOwner);
         assert_eq!(parse(&["fsname=vm,noexec"]).unwrap().fsname.as_deref(), Some("vm"));
+        assert!(parse(&["ro,direct_io"]).unwrap().direct_io);
+        assert!(!parse(&["ro"]).unwrap().direct_io);
         assert_eq!(parse(&[]).unwrap(), MountOptions::default());
     }
 

@@ -2,7 +2,7 @@
 //! `ckptfs umount`), or by SIGINT/SIGTERM/SIGHUP, which unmount first so that no dead
 //! mount ("Transport endpoint is not connected") is left behind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -10,8 +10,7 @@ use std::thread;
 use fuser::{Session, SessionUnmounter};
 
 use super::daemon::Ready;
-use super::fuse::{CkptFs, MAX_READ};
-use super::mountinfo;
+use super::fuse::CkptFs;
 use crate::{Error, Result};
 
 /// Sent by the session thread to the main thread when the session has ended.
@@ -90,7 +89,7 @@ pub fn serve(mut session: Session<CkptFs>, mountpoint: &Path, ready: Option<Read
             what: "cannot start serving".into(),
             source,
         })?;
-    raise_readahead(mountpoint);
+    super::transport::raise_readahead(mountpoint);
     log::info!("{}: mounted", mountpoint.display());
     if let Some(ready) = ready {
         ready.signal();
@@ -161,19 +160,5 @@ fn detach(mountpoint: &Path) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
-    }
-}
-
-/// The kernel offers FUSE at most its default readahead (128 KiB) in the init
-/// handshake; root may raise it through the mount's backing device afterwards, so
-/// that sequential reads arrive as 1 MiB requests.
-fn raise_readahead(mountpoint: &Path) {
-    let Some(m) = mountinfo::find(mountpoint) else {
-        return;
-    };
-    let path = PathBuf::from(format!("/sys/class/bdi/{}/read_ahead_kb", m.device));
-    match std::fs::write(&path, format!("{}\n", MAX_READ / 1024)) {
-        Ok(()) => log::debug!("{}: readahead {} KiB", mountpoint.display(), MAX_READ / 1024),
-        Err(e) => log::debug!("{}: readahead stays at the kernel's: {e}", path.display()),
     }
 }
