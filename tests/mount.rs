@@ -1146,3 +1146,75 @@ fn a_missing_parent_is_one_line_before_anything_is_mounted() {
         "no process was left behind"
     );
 }
+
+/// Every reply path gives the same bytes: spliced from the image files (the default,
+/// where the bytes are stored plainly), copied through a buffer (`-o nosplice`, and
+/// FAT files always), and either of them into the reader's buffer (`-o direct_io`),
+/// where reads of odd sizes reach ckptfs as they are and cut pages at both ends.
+#[test]
+fn every_reply_path_reads_the_same_bytes() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new(Spec {
+        states: 2,
+        big_files: true,
+    });
+    let names = fx.names();
+    let raw_sha: Vec<String> = fx.raws.iter().map(|r| sha256_file(r)).collect();
+    let big_sha = hex(&Sha256::digest(pseudo_random(7, 24 << 20)));
+    for opts in [
+        &[][..],
+        &["-o", "nosplice"],
+        &["-o", "direct_io"],
+        &["-o", "direct_io,nosplice"],
+    ] {
+        let m = CkptMount::background(fx.image(), opts);
+        for (i, name) in names.iter().enumerate() {
+            let what = format!("{opts:?} {name}");
+            assert_eq!(
+                sha256_file(&m.path().join(name).join("disk.img")),
+                raw_sha[i],
+                "{what}: disk.img"
+            );
+        }
+        let newest = m.path().join(names.last().unwrap());
+        let big = newest.join(EXT_DIR).join("big.bin");
+        for bs in ["1M", "100000", "4096"] {
+            let out = Command::new("dd")
+                .args([&format!("if={}", big.display()), &format!("bs={bs}"), "status=none"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{opts:?} bs={bs}");
+            assert_eq!(hex(&Sha256::digest(&out.stdout)), big_sha, "{opts:?} big.bin, bs={bs}");
+        }
+        // An odd-sized read in the middle, and one that ends at the end of the file.
+        let whole = pseudo_random(7, 24 << 20);
+        let mut f = File::open(&big).unwrap();
+        for (at, len) in [(12_345u64, 777_777usize), ((24 << 20) - 5000, 5000)] {
+            let mut b = vec![0u8; len];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+            assert!(
+                b == whole[at as usize..at as usize + len],
+                "{opts:?} big.bin at {at}+{len}"
+            );
+        }
+        use std::io::Read;
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest.len(), 24 << 20, "{opts:?}");
+        // FAT files take the copy path whatever the options.
+        let fat_dir = fs::read_dir(&newest)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap() != EXT_DIR && p.file_name().unwrap() != "disk.img")
+            .unwrap();
+        let theirs = fswalk::walk_host(&fx.fat_source, &[]);
+        let ours = fswalk::walk_host(&fat_dir, &[]);
+        for (path, node) in &theirs {
+            if node.kind == 'f' {
+                assert_eq!(ours[path].content, node.content, "{opts:?} FAT {path}");
+            }
+        }
+    }
+}

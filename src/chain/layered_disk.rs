@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 use crate::format::{Layer, Run, Source};
-use crate::io::{check_range, ReadAt};
+use crate::io::{check_range, Piece, ReadAt};
 use crate::Result;
 
 /// The caching unit.
@@ -275,6 +275,39 @@ fn push_merged(runs: &mut Vec<OwnedRun>, start: u32, len: u32, owner: Owner) {
 impl ReadAt for LayeredDisk {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn pieces<'a>(&'a self, offset: u64, len: u64, out: &mut Vec<Piece<'a>>) -> Result<bool> {
+        check_range(offset, len as usize, self.size)?;
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let runs = self.unit(pos / UNIT)?;
+            let in_unit = pos % UNIT;
+            let first = runs.partition_point(|r| u64::from(r.start) + u64::from(r.len) <= in_unit);
+            let mut at = in_unit;
+            for r in &runs[first..] {
+                if pos == end {
+                    break;
+                }
+                let skip = at - u64::from(r.start);
+                let n = (u64::from(r.len) - skip).min(end - pos);
+                match r.owner {
+                    Owner::Zero => match out.last_mut() {
+                        Some(Piece::Zero { len }) => *len += n,
+                        _ => out.push(Piece::Zero { len: n }),
+                    },
+                    Owner::Layer { layer, file_offset } => {
+                        if !self.layers[usize::from(layer)].data_pieces(file_offset + skip, n, out) {
+                            return Ok(false);
+                        }
+                    }
+                }
+                pos += n;
+                at += n;
+            }
+        }
+        Ok(true)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::io::Piece;
 use crate::Result;
 
 pub use probe::open;
@@ -61,6 +62,13 @@ pub trait Layer: Send + Sync + Debug {
 
     /// Read bytes that [`Layer::map`] placed at `file_offset`.
     fn read_data(&self, file_offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Where bytes that [`Layer::map`] placed at `file_offset..file_offset + len` lie in
+    /// the image file, if they are stored there plainly (see [`crate::io::ReadAt::pieces`]);
+    /// `false` (the default) makes the caller read them with [`Layer::read_data`].
+    fn data_pieces<'a>(&'a self, _file_offset: u64, _len: u64, _out: &mut Vec<Piece<'a>>) -> bool {
+        false
+    }
 }
 
 /// The value a format uses to check that a parent is the one its child was made from:

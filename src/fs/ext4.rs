@@ -278,6 +278,54 @@ impl Ext4Fs {
         }
     }
 
+    /// Walk up to `len` bytes of regular file `node` from `offset` as spans of the
+    /// volume (`Some(volume offset)`) or holes (`None`), in order, handing each to `f`.
+    /// Returns how many bytes the walk covered (fewer at the end of the file), or
+    /// `None` as soon as `f` returns `false`.
+    fn spans(
+        &self,
+        node: NodeId,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(u64, Option<u64>) -> Result<bool>,
+    ) -> Result<Option<u64>> {
+        let attr = self.attr(node)?;
+        if attr.kind != FileKind::File {
+            return Err(fs_err(format!("{} is not a regular file", self.describe(node))));
+        }
+        if offset >= attr.size || len == 0 {
+            return Ok(Some(0));
+        }
+        let n = len.min(attr.size - offset);
+        let runs = self.block_runs(node)?;
+        let bs = self.sb.block_size;
+        let mut done = 0u64;
+        while done < n {
+            let pos = offset + done;
+            let block = pos / bs;
+            let run = runs.partition_point(|r| r.file_block + r.count <= block);
+            let want = n - done;
+            let (len, source) = match runs.get(run).filter(|r| r.file_block <= block) {
+                Some(r) => {
+                    let run_end = (r.file_block + r.count) * bs;
+                    let len = want.min(run_end - pos);
+                    let source = (r.fs_block != 0).then(|| (r.fs_block + (block - r.file_block)) * bs + pos % bs);
+                    (len, source)
+                }
+                // Past the mapped blocks (or before the next run): a hole.
+                None => {
+                    let next = runs.get(run).map_or(u64::MAX, |r| r.file_block * bs);
+                    (want.min(next.saturating_sub(pos)), None)
+                }
+            };
+            if !f(len, source)? {
+                return Ok(None);
+            }
+            done += len;
+        }
+        Ok(Some(n))
+    }
+
     /// The file's block runs, mapped once and cached.
     fn block_runs(&self, node: NodeId) -> Result<Arc<[BlockRun]>> {
         self.runs.get_or_try_insert(node, || {
@@ -382,36 +430,9 @@ impl GuestFs for Ext4Fs {
     }
 
     fn read(&self, node: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let attr = self.attr(node)?;
-        if attr.kind != FileKind::File {
-            return Err(fs_err(format!("{} is not a regular file", self.describe(node))));
-        }
-        if offset >= attr.size || buf.is_empty() {
-            return Ok(0);
-        }
-        let n = buf.len().min((attr.size - offset).min(usize::MAX as u64) as usize);
-        let runs = self.block_runs(node)?;
-        let bs = self.sb.block_size;
         let mut done = 0usize;
-        while done < n {
-            let pos = offset + done as u64;
-            let block = pos / bs;
-            let run = runs.partition_point(|r| r.file_block + r.count <= block);
-            let want = n - done;
-            let (len, source) = match runs.get(run).filter(|r| r.file_block <= block) {
-                Some(r) => {
-                    let run_end = (r.file_block + r.count) * bs;
-                    let len = want.min((run_end - pos) as usize);
-                    let source = (r.fs_block != 0).then(|| (r.fs_block + (block - r.file_block)) * bs + pos % bs);
-                    (len, source)
-                }
-                // Past the mapped blocks (or before the next run): a hole.
-                None => {
-                    let next = runs.get(run).map_or(u64::MAX, |r| r.file_block * bs);
-                    (want.min(next.saturating_sub(pos).min(usize::MAX as u64) as usize), None)
-                }
-            };
-            let dst = &mut buf[done..done + len];
+        let n = self.spans(node, offset, buf.len() as u64, |len, source| {
+            let dst = &mut buf[done..done + len as usize];
             match source {
                 Some(at) => self.volume.read_at(at, dst).map_err(|e| {
                     fs_err(format!(
@@ -421,9 +442,26 @@ impl GuestFs for Ext4Fs {
                 })?,
                 None => dst.fill(0),
             }
-            done += len;
-        }
-        Ok(n)
+            done += len as usize;
+            Ok(true)
+        })?;
+        Ok(n.unwrap_or(0) as usize)
+    }
+
+    fn pieces<'a>(
+        &'a self,
+        node: NodeId,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<crate::io::Piece<'a>>,
+    ) -> Result<Option<u64>> {
+        self.spans(node, offset, len, |n, source| match source {
+            Some(at) => self.volume.pieces(at, n, out),
+            None => {
+                out.push(crate::io::Piece::Zero { len: n });
+                Ok(true)
+            }
+        })
     }
 
     fn read_link(&self, node: NodeId) -> Result<OsString> {

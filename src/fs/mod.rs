@@ -115,6 +115,20 @@ pub trait GuestFs: Send + Sync {
     /// encrypted data the reader cannot decode is an error).
     fn read(&self, node: NodeId, offset: u64, buf: &mut [u8]) -> Result<usize>;
 
+    /// Where up to `len` bytes of file `node` from `offset` lie, as pieces of image files
+    /// and zeros (see [`crate::io::ReadAt::pieces`]), and how many bytes they cover
+    /// (fewer at the end of the file). `None` (the default) where the bytes are not
+    /// stored plainly or the filesystem cannot tell: the caller then uses `read`.
+    fn pieces<'a>(
+        &'a self,
+        _node: NodeId,
+        _offset: u64,
+        _len: u64,
+        _out: &mut Vec<crate::io::Piece<'a>>,
+    ) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// The target of symlink `node`, as stored.
     fn read_link(&self, node: NodeId) -> Result<OsString>;
 

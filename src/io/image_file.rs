@@ -54,6 +54,11 @@ impl ImageFile {
         self.size == 0
     }
 
+    /// The open descriptor, for splicing its pages.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
     pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
         self.file.metadata()
     }
@@ -84,6 +89,16 @@ impl ImageFile {
 impl super::ReadAt for ImageFile {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn pieces<'a>(&'a self, offset: u64, len: u64, out: &mut Vec<super::Piece<'a>>) -> Result<bool> {
+        super::check_range(offset, len as usize, self.size)?;
+        out.push(super::Piece::File {
+            file: self,
+            offset,
+            len,
+        });
+        Ok(true)
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {

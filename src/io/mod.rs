@@ -11,6 +11,15 @@ pub use slice::Slice;
 
 use crate::Result;
 
+/// Where a range of bytes lies when it is stored plainly: part of an image file, or
+/// zeros. Lets the mount reply to a read by moving the image file's pages into FUSE
+/// (splice) instead of copying the bytes through a buffer.
+#[derive(Debug, Clone, Copy)]
+pub enum Piece<'a> {
+    File { file: &'a ImageFile, offset: u64, len: u64 },
+    Zero { len: u64 },
+}
+
 /// A byte-addressed source that many threads may read at once.
 ///
 /// Contract, for every implementation:
@@ -24,6 +33,15 @@ pub trait ReadAt: Send + Sync {
 
     /// Fill `buf` with the bytes at `offset..offset + buf.len()`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Describe `offset..offset + len` (inside [`ReadAt::size`]) as pieces of image
+    /// files and zeros appended to `out`, in order, when every byte of it is stored
+    /// plainly (not decompressed, not patched in memory). `Ok(false)`: it is not, or
+    /// this reader cannot tell; `out` may then hold a partial answer, and the caller
+    /// reads with [`ReadAt::read_at`] instead. An error is one `read_at` would give too.
+    fn pieces<'a>(&'a self, _offset: u64, _len: u64, _out: &mut Vec<Piece<'a>>) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Check that `offset..offset+len` lies inside `0..size`; the shared bounds check of

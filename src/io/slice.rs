@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{check_range, ReadAt};
+use super::{check_range, Piece, ReadAt};
 use crate::Result;
 
 pub struct Slice {
@@ -27,5 +27,10 @@ impl ReadAt for Slice {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.len)?;
         self.inner.read_at(self.start + offset, buf)
+    }
+
+    fn pieces<'a>(&'a self, offset: u64, len: u64, out: &mut Vec<Piece<'a>>) -> Result<bool> {
+        check_range(offset, len as usize, self.len)?;
+        self.inner.pieces(self.start + offset, len, out)
     }
 }

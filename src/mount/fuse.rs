@@ -58,6 +58,8 @@ pub struct CkptFs {
     max_background: u16,
     /// Open files with FOPEN_DIRECT_IO (`-o direct_io`).
     direct_io: bool,
+    /// Answer reads by splicing where possible (off with `-o nosplice`).
+    splice: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,7 +70,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl CkptFs {
     /// `threads`: how many requests are served at once, which sizes the kernel's queue
     /// of background (readahead) requests. `direct_io`: see [`transport::file_open_flags`].
-    pub fn new(vfs: Arc<Vfs>, threads: usize, direct_io: bool) -> Self {
+    pub fn new(vfs: Arc<Vfs>, threads: usize, direct_io: bool, splice: bool) -> Self {
         CkptFs {
             vfs,
             dirs: Mutex::new(HashMap::new()),
@@ -77,6 +79,7 @@ impl CkptFs {
             logged: Mutex::new(HashSet::new()),
             max_background: transport::max_background(threads),
             direct_io,
+            splice,
         }
     }
 
@@ -277,6 +280,14 @@ impl Filesystem for CkptFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let reply = if self.splice {
+            match super::splice::reply(&self.vfs, ino.0, offset, size, reply) {
+                Some(reply) => reply,
+                None => return,
+            }
+        } else {
+            reply
+        };
         let fill = |buf: &mut [u8]| -> Result<usize, crate::Error> {
             // A short answer means end of file to the kernel, so keep reading until the
             // request is filled or the file ends. An error fails the whole request:

@@ -5,7 +5,8 @@
 //! - `options`: `-o` options and the fuser configuration
 //! - `daemon`: detaching into the background once the mount is ready
 //! - `serve`: the session's threads, and the signals that unmount it
-//! - `transport`: what is negotiated with the kernel's FUSE, and the read reply path
+//! - `transport`: what is negotiated with the kernel's FUSE, and the read reply buffer
+//! - `splice`: read replies spliced from the image files, without copying
 //! - `mountinfo`, `umount`: finding and ending a mount
 
 mod daemon;
@@ -13,6 +14,7 @@ mod fuse;
 mod mountinfo;
 mod options;
 mod serve;
+mod splice;
 pub mod transport;
 mod umount;
 
@@ -85,7 +87,12 @@ pub fn mount(vfs: Vfs, image: &Path, mountpoint: &Path, settings: &Settings) -> 
         .as_ref()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     let config = settings.options.config(image, settings.threads);
-    let fs = CkptFs::new(Arc::new(vfs), settings.threads, settings.options.direct_io);
+    let fs = CkptFs::new(
+        Arc::new(vfs),
+        settings.threads,
+        settings.options.direct_io,
+        !settings.options.nosplice,
+    );
     // Mounting (and the kernel's init handshake) happens here, in the original process:
     // its errors reach the terminal, and the mount exists before anyone returns.
     let session = fuser::Session::new(fs, &mountpoint, &config).map_err(|e| Error::Io {

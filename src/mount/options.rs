@@ -11,7 +11,7 @@ use crate::{Error, Result};
 pub const SUBTYPE: &str = "ckptfs";
 
 const KNOWN: &str =
-    "ro, allow_other, allow_root, default_permissions, direct_io, fsname=NAME, noexec, nosuid, nodev, noatime";
+    "ro, allow_other, allow_root, default_permissions, direct_io, nosplice, fsname=NAME, noexec, nosuid, nodev, noatime";
 
 /// What the user asked for with `-o`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,6 +24,8 @@ pub struct MountOptions {
     pub fsname: Option<String>,
     /// Reads bypass the kernel's page cache for guest files (FOPEN_DIRECT_IO).
     pub direct_io: bool,
+    /// Every read reply is copied through a buffer, never spliced.
+    pub nosplice: bool,
 }
 
 impl MountOptions {
@@ -50,6 +52,7 @@ impl MountOptions {
                 "default_permissions" => o.default_permissions = true,
                 "noexec" => o.noexec = true,
                 "direct_io" => o.direct_io = true,
+                "nosplice" => o.nosplice = true,
                 // Always in force (a guest's setuid binaries and device nodes must not
                 // act on this machine), accepted for scripts that say so.
                 "nosuid" | "nodev" => {}
@@ -144,6 +147,7 @@ mod tests {
         assert_eq!(parse(&["fsname=vm,noexec"]).unwrap().fsname.as_deref(), Some("vm"));
         assert!(parse(&["ro,direct_io"]).unwrap().direct_io);
         assert!(!parse(&["ro"]).unwrap().direct_io);
+        assert!(parse(&["nosplice"]).unwrap().nosplice);
         assert_eq!(parse(&[]).unwrap(), MountOptions::default());
     }
 

@@ -10,8 +10,10 @@ use fuser::{FopenFlags, InitFlags, KernelConfig};
 
 use super::mountinfo;
 
-/// Readahead and largest read request asked of the kernel.
-pub const MAX_READ: u32 = 1 << 20;
+/// Readahead and largest read request asked of the kernel: 255 pages, so that a whole
+/// reply and its header fit a 1 MiB pipe (the most a process without CAP_SYS_RESOURCE
+/// may have, root in a container included) and replies can be spliced (`splice.rs`).
+pub const MAX_READ: u32 = (1 << 20) - 4096;
 
 /// How many background (readahead) requests the kernel may queue for `threads`.
 pub fn max_background(threads: usize) -> u16 {
@@ -23,13 +25,13 @@ pub fn max_background(threads: usize) -> u16 {
 /// `direct_io`, files may still be mmapped (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+;
 /// older kernels refuse mmap of direct-I/O files).
 pub fn negotiate(config: &mut KernelConfig, max_background: u16, direct_io: bool) {
-    // The kernel offers its current readahead as the ceiling; take as much of 1 MiB
+    // The kernel offers its current readahead as the ceiling; take as much of MAX_READ
     // as it allows (`raise_readahead` raises the ceiling itself afterwards where it can).
     if let Err(max) = config.set_max_readahead(MAX_READ) {
         let _ = config.set_max_readahead(max);
     }
     // For a read-only filesystem max_write only sizes requests through max_pages:
-    // 1 MiB reads where the kernel's page limit allows.
+    // MAX_READ reads where the kernel's page limit allows.
     let _ = config.set_max_write(MAX_READ);
     let _ = config.set_max_background(max_background);
     let mut caps = vec![
@@ -118,7 +120,7 @@ pub fn with_read_buf<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
 
 /// The kernel offers FUSE at most its default readahead (128 KiB) in the init
 /// handshake; root may raise it through the mount's backing device afterwards, so
-/// that sequential reads arrive as 1 MiB requests.
+/// that sequential reads arrive as MAX_READ requests.
 pub fn raise_readahead(mountpoint: &Path) {
     let Some(m) = mountinfo::find(mountpoint) else {
         return;

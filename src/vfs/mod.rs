@@ -20,7 +20,7 @@ use crate::cache::Cache;
 use crate::chain::layered_disk::DEFAULT_CACHED_RUNS;
 use crate::chain::{CheckpointTree, LayeredDisk};
 use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId, StreamInfo};
-use crate::io::ReadAt;
+use crate::io::{Piece, ReadAt};
 use crate::volume::{self, Content, Volumes};
 use crate::{Error, Result};
 
@@ -130,14 +130,23 @@ impl Vfs {
 
     /// The whole virtual disk of checkpoint `ci`.
     pub fn disk(&self, ci: usize) -> Arc<LayeredDisk> {
+        self.disk_ref(ci).clone()
+    }
+
+    /// The disk of checkpoint `ci`, borrowed for as long as the tree lives.
+    fn disk_ref(&self, ci: usize) -> &Arc<LayeredDisk> {
         self.opened[ci]
             .disk
             .get_or_init(|| Arc::new(LayeredDisk::new(self.tree.layers(ci), self.cached_runs)))
-            .clone()
     }
 
     /// The volumes of checkpoint `ci`, found and opened on first use.
     pub fn volumes(&self, ci: usize) -> Result<Arc<Volumes>> {
+        self.volumes_ref(ci).cloned()
+    }
+
+    /// The volumes of checkpoint `ci`, borrowed for as long as the tree lives.
+    fn volumes_ref(&self, ci: usize) -> Result<&Arc<Volumes>> {
         self.opened[ci]
             .volumes
             .get_or_init(|| {
@@ -151,15 +160,24 @@ impl Vfs {
                         msg
                     })
             })
-            .clone()
-            .map_err(|what| Error::Filesystem { fs: "volumes", what })
+            .as_ref()
+            .map_err(|what| Error::Filesystem {
+                fs: "volumes",
+                what: what.clone(),
+            })
     }
 
     /// The opened filesystem of volume `vi` of checkpoint `ci`.
     fn guest(&self, ci: usize, vi: usize) -> Result<Arc<dyn GuestFs>> {
-        let volumes = self.volumes(ci)?;
+        self.guest_ref(ci, vi).cloned()
+    }
+
+    /// The filesystem of volume `vi` of checkpoint `ci`, borrowed for as long as the
+    /// tree lives.
+    fn guest_ref(&self, ci: usize, vi: usize) -> Result<&Arc<dyn GuestFs>> {
+        let volumes = self.volumes_ref(ci)?;
         match &volumes.entries[vi].content {
-            Content::Filesystem { fs, .. } => Ok(fs.clone()),
+            Content::Filesystem { fs, .. } => Ok(fs),
             Content::Broken { dir, error, .. } => Err(Error::Filesystem {
                 fs: "volume",
                 what: format!("{}/{dir}: {error}", self.tree.checkpoints[ci].name),
@@ -331,6 +349,24 @@ impl Vfs {
                 Ok(n)
             }
             Node::Guest(ci, vi, id) => self.guest(ci, vi)?.read(id, offset, buf),
+            _ => Err(Error::IsADirectory(format!("node {ino}"))),
+        }
+    }
+
+    /// Where up to `len` bytes of file `ino` from `offset` lie, as pieces of image files
+    /// and zeros, and how many bytes that is; `None` where they are not stored plainly
+    /// (see [`crate::io::ReadAt::pieces`]): then [`Vfs::read`] reads them.
+    pub fn pieces<'a>(&'a self, ino: Ino, offset: u64, len: u64, out: &mut Vec<Piece<'a>>) -> Result<Option<u64>> {
+        match self.node(ino)? {
+            Node::DiskImage(ci) => {
+                let disk = self.disk_ref(ci);
+                let n = disk.size().saturating_sub(offset).min(len);
+                if n == 0 {
+                    return Ok(Some(0));
+                }
+                Ok(disk.pieces(offset, n, out)?.then_some(n))
+            }
+            Node::Guest(ci, vi, id) => self.guest_ref(ci, vi)?.pieces(id, offset, len, out),
             _ => Err(Error::IsADirectory(format!("node {ino}"))),
         }
     }

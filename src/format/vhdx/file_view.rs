@@ -62,6 +62,20 @@ impl FileView {
         Ok(())
     }
 
+    /// The range as a piece of the file, if the file holds all of it and no replayed
+    /// log entry patches it.
+    pub fn plain_piece(&self, offset: u64, len: u64) -> Option<crate::io::Piece<'_>> {
+        let end = offset.checked_add(len)?;
+        if end > self.file.len() || self.overlay.touches(offset, len) {
+            return None;
+        }
+        Some(crate::io::Piece::File {
+            file: &self.file,
+            offset,
+            len,
+        })
+    }
+
     pub fn read_vec(&self, offset: u64, len: usize, structure: &'static str) -> Result<Vec<u8>, VhdxError> {
         let mut b = vec![0u8; len];
         self.read(offset, &mut b, structure)?;

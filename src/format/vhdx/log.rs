@@ -63,6 +63,18 @@ impl Overlay {
         pages.max(zeros)
     }
 
+    /// Whether a replayed write changes any byte of `offset..offset + len`.
+    pub fn touches(&self, offset: u64, len: u64) -> bool {
+        let end = offset.saturating_add(len);
+        let first_page = offset - offset % SECTOR as u64;
+        let first_zero = self.zeros.range(..=offset).next_back().map_or(offset, |(s, _)| *s);
+        self.pages.range(first_page..end).next().is_some()
+            || self
+                .zeros
+                .range(first_zero..end)
+                .any(|(&s, &e)| s.max(offset) < e.min(end))
+    }
+
     /// Patch `buf`, which holds the file's bytes at `offset`, with the replayed writes.
     pub fn apply(&self, offset: u64, buf: &mut [u8]) {
         let end = offset + buf.len() as u64;

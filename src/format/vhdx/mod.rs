@@ -498,4 +498,14 @@ impl Layer for VhdxFile {
             .read(file_offset, buf, "payload block")
             .map_err(|e| self.err(e))
     }
+
+    fn data_pieces<'a>(&'a self, file_offset: u64, len: u64, out: &mut Vec<crate::io::Piece<'a>>) -> bool {
+        match self.view.plain_piece(file_offset, len) {
+            Some(p) => {
+                out.push(p);
+                true
+            }
+            None => false,
+        }
+    }
 }
