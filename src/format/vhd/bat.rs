@@ -143,7 +143,7 @@ mod tests {
         let e = BatGeometry::new(10 * MIB, 2 << 20, 5, 0x600, 0x200, 0x600 + 19).unwrap_err();
         assert!(matches!(e, VhdError::Truncated { structure: "BAT", .. }), "{e}");
         assert!(BatGeometry::new(10 * MIB, 2 << 20, 5, u64::MAX - 4, 0x200, u64::MAX).is_err());
-        let e = BatGeometry::new(u64::MAX & !511, 512, u32::MAX, 0x600, 0x200, u64::MAX).unwrap_err();
+        let e = BatGeometry::new(!511u64, 512, u32::MAX, 0x600, 0x200, u64::MAX).unwrap_err();
         assert!(e.to_string().contains("more than 2^32"), "{e}");
     }
 
