@@ -22,6 +22,11 @@ fn utf16le(s: &str) -> Vec<u8> {
 /// bitmap's first byte; block data byte = 0x10 + block. Locators are appended after
 /// the blocks: `(code, data)`.
 fn build(disk_type: u32, blocks: &[Option<u8>], locators: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+    build_with(disk_type, blocks, locators, 0x10)
+}
+
+/// [`build`] with block data bytes `fill + block`.
+fn build_with(disk_type: u32, blocks: &[Option<u8>], locators: &[(&[u8; 4], Vec<u8>)], fill: u8) -> Vec<u8> {
     let mut data = Vec::new();
     let mut bat = vec![0xFFu8; 4 * blocks.len()];
     let mut at = FIRST_BLOCK;
@@ -31,7 +36,7 @@ fn build(disk_type: u32, blocks: &[Option<u8>], locators: &[(&[u8; 4], Vec<u8>)]
             let mut bitmap = vec![0u8; 512];
             bitmap[0] = *bits;
             data.extend_from_slice(&bitmap);
-            data.extend(std::iter::repeat_n(0x10 + i as u8, BS as usize));
+            data.extend(std::iter::repeat_n(fill.wrapping_add(i as u8), BS as usize));
             at += 512 + u64::from(BS);
         }
     }
@@ -306,4 +311,49 @@ fn parent_time_stamp_mismatch_is_a_warning() {
     let f = std::fs::File::options().write(true).open(parent.path()).unwrap();
     f.set_modified(at).unwrap();
     assert!(child.parent_warnings(&parent).is_empty());
+}
+
+/// Give a built file its own unique id and its parent's (both footers, the header).
+fn set_ids(b: &mut [u8], unique: [u8; 16], parent: [u8; 16]) {
+    let n = b.len();
+    for at in [0, n - 512] {
+        b[at + 68..at + 84].copy_from_slice(&unique);
+        super::footer::tests::fix(&mut b[at..at + 512]);
+    }
+    let h = &mut b[HDR as usize..HDR as usize + 1024];
+    h[40..56].copy_from_slice(&parent);
+    super::dynamic_header::tests::fix(h);
+}
+
+/// Fifty differencing layers over a dynamic base, found by the chain and read through
+/// it: each sector comes from the topmost layer whose bitmap has it.
+#[test]
+fn fifty_layers_read_through_the_chain() {
+    use crate::chain::{CheckpointTree, DiscoverOptions};
+    use crate::io::ReadAt;
+    let dir = tempfile::tempdir().unwrap();
+    let id = |i: usize| [i as u8 + 1; 16];
+    let mut base = build_with(3, &[Some(0xFF), None, None, None, None], &[], 0);
+    set_ids(&mut base, id(0), [0; 16]);
+    write(dir.path(), "layer0.vhd", &base);
+    let mut want = vec![0u8; SIZE as usize];
+    for i in 1..=50usize {
+        // Layer i writes sector (i % 40) of the disk, and nothing else.
+        let sector = i % 40;
+        let (block, bit) = (sector / 8, sector % 8);
+        let mut blocks = [None; 5];
+        blocks[block] = Some(0x80u8 >> bit);
+        let loc = utf16le(&format!(".\\layer{}.vhd", i - 1));
+        let mut b = build_with(4, &blocks, &[(b"W2ru", loc)], (i * 3) as u8);
+        set_ids(&mut b, id(i), id(i - 1));
+        write(dir.path(), &format!("layer{i}.vhd"), &b);
+        want[sector * 512..sector * 512 + 512].fill((i * 3 + block) as u8);
+    }
+    let tree = CheckpointTree::discover(&dir.path().join("layer50.vhd"), &DiscoverOptions::default()).unwrap();
+    assert_eq!(tree.checkpoints.len(), 51);
+    let top = tree.checkpoints.iter().position(|c| c.current).unwrap();
+    let disk = tree.disk(top);
+    let mut got = vec![0u8; SIZE as usize];
+    disk.read_at(0, &mut got).unwrap();
+    assert_eq!(got, want);
 }
