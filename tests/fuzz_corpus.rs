@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 fn mutations(target: &str) -> usize {
     match target {
         "vhdx_file" => 40,
+        "vhd_file" => 150,
         "layered_read" => 80,
         "gpt" => 100,
         "log_replay" => 200,
@@ -214,6 +215,26 @@ fn gpt() {
 #[test]
 fn partition_table() {
     run_target("partition_table");
+}
+
+#[test]
+fn vhd_footer() {
+    run_target("vhd_footer");
+}
+
+#[test]
+fn vhd_dynamic_header() {
+    run_target("vhd_dynamic_header");
+}
+
+#[test]
+fn vhd_parent_locator() {
+    run_target("vhd_parent_locator");
+}
+
+#[test]
+fn vhd_file() {
+    run_target("vhd_file");
 }
 
 /// The checks' own CRC-32C (their reference for every checksum) against the standard

@@ -25,6 +25,11 @@ pub mod partition_table;
 pub mod region;
 pub mod sector_bitmap;
 pub mod seeds;
+pub mod vhd_dynamic_header;
+pub mod vhd_file;
+pub mod vhd_footer;
+pub mod vhd_parent_locator;
+pub mod vhd_seeds;
 pub mod vhdx_file;
 
 use ckptfs::format::vhdx::VhdxError;
@@ -48,6 +53,10 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("mbr", mbr::check),
     ("gpt", gpt::check),
     ("partition_table", partition_table::check),
+    ("vhd_footer", vhd_footer::check),
+    ("vhd_dynamic_header", vhd_dynamic_header::check),
+    ("vhd_parent_locator", vhd_parent_locator::check),
+    ("vhd_file", vhd_file::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,
@@ -296,4 +305,57 @@ pub fn trace(what: impl FnOnce() -> String) {
     if *ON.get_or_init(|| std::env::var_os("CKPTFS_FUZZ_TRACE").is_some()) {
         eprintln!("{}", what());
     }
+}
+
+/// The error classes of the VHD reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VhdKind {
+    Cookie,
+    Checksum,
+    Corrupt,
+    Truncated,
+    Unsupported,
+    Io,
+}
+
+pub fn vhd_kind(e: &ckptfs::format::vhd::VhdError) -> VhdKind {
+    use ckptfs::format::vhd::VhdError as E;
+    match e {
+        E::Cookie { .. } => VhdKind::Cookie,
+        E::Checksum { .. } => VhdKind::Checksum,
+        E::Corrupt { .. } => VhdKind::Corrupt,
+        E::Truncated { .. } => VhdKind::Truncated,
+        E::Unsupported(_) => VhdKind::Unsupported,
+        E::Io { .. } => VhdKind::Io,
+    }
+}
+
+pub fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+pub fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub fn be64(b: &[u8], at: usize) -> u64 {
+    (u64::from(be32(b, at)) << 32) | u64::from(be32(b, at + 4))
+}
+
+/// The VHD checksum, written here independently: the one's complement of the sum of
+/// every byte but the four of the checksum field at `at`.
+pub fn vhd_sum(b: &[u8], at: usize) -> u32 {
+    let mut s: u32 = 0;
+    for (i, &x) in b.iter().enumerate() {
+        if i < at || i >= at + 4 {
+            s = s.wrapping_add(u32::from(x));
+        }
+    }
+    !s
+}
+
+/// Store the VHD checksum of `b` at `at`.
+pub fn vhd_fix(b: &mut [u8], at: usize) {
+    let s = vhd_sum(b, at);
+    b[at..at + 4].copy_from_slice(&s.to_be_bytes());
 }

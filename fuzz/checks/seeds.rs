@@ -447,5 +447,6 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     add("vhdx_file", "damaged_structures", e.done());
     out.extend(super::partition_seeds::all());
+    out.extend(super::vhd_seeds::all());
     out
 }

@@ -11,6 +11,24 @@ pub enum VhdError {
         reason: String,
     },
 
+    /// A structure does not start with its cookie.
+    #[error("{structure} at offset {offset:#x}: cookie is \"{found}\", not \"{expected}\"")]
+    Cookie {
+        structure: &'static str,
+        offset: u64,
+        expected: &'static str,
+        found: String,
+    },
+
+    /// A structure's checksum does not match its bytes.
+    #[error("{structure} at offset {offset:#x}: checksum is {stored:#010x}, the bytes sum to {computed:#010x}")]
+    Checksum {
+        structure: &'static str,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+
     /// The file is shorter than a structure it declares.
     #[error(
         "file is truncated: {structure} at offset {offset:#x} ({len:#x} bytes) ends past the end of the file ({file_len:#x} bytes)"

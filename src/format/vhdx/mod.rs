@@ -6,7 +6,7 @@ pub mod bat;
 mod error;
 mod file_view;
 pub mod header;
-mod info;
+pub(crate) mod info;
 pub mod log;
 pub mod metadata;
 pub mod parent_locator;
