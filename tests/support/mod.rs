@@ -5,3 +5,4 @@
 
 pub mod model;
 pub mod vhdx_writer;
+pub mod vhd_writer;
