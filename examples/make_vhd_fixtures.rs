@@ -54,7 +54,11 @@ fn fixed(out: &Path) -> Value {
         e.full_blocks(true);
         e.write_sectors(4096 + 16, 8);
     });
-    fixture(&c, "fixed", "fixed base (size 40 MiB + 3 sectors) + two differencing children")
+    fixture(
+        &c,
+        "fixed",
+        "fixed base (size 40 MiB + 3 sectors) + two differencing children",
+    )
 }
 
 /// A dynamic disk alone, with blocks whose bitmaps have clear bits (zeros there).
@@ -87,7 +91,11 @@ fn aligned_chain(out: &Path) -> Value {
         e.write_sectors(3, 1);
         e.write_sectors(10 * 4096 + 4095, 1);
     });
-    fixture(&c, "aligned", "dynamic base + 2 children, every sector bitmap byte 0x00 or 0xFF")
+    fixture(
+        &c,
+        "aligned",
+        "dynamic base + 2 children, every sector bitmap byte 0x00 or 0xFF",
+    )
 }
 
 /// Every bitmap pattern in one child, shifted patterns in a grandchild.
@@ -139,7 +147,11 @@ fn locators(out: &Path) -> Value {
             e.write_sectors(i as u64 * 512, 64)
         });
     }
-    fixture(&c, "locators", "chain whose children have both locators, only W2ru, only W2ku, none")
+    fixture(
+        &c,
+        "locators",
+        "chain whose children have both locators, only W2ru, only W2ku, none",
+    )
 }
 
 /// Block sizes differ between the layers of one chain.
@@ -178,7 +190,9 @@ fn fixture(c: &ChainBuilder, name: &str, description: &str) -> Value {
     for id in c.layers() {
         let stem = c.file_name(&id).trim_end_matches(".vhd").to_string();
         let raw = format!("{stem}.expected.raw");
-        c.expected(&id).save_raw(&c.dir().join(&raw)).expect("write expected raw");
+        c.expected(&id)
+            .save_raw(&c.dir().join(&raw))
+            .expect("write expected raw");
         let chain = c.chain(&id);
         let files: Vec<&str> = chain.iter().map(|l| c.file_name(l)).collect();
         let types: Vec<&str> = chain.iter().map(|l| c.spec(l).disk_type.name()).collect();

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use support::model::Model;
 use support::vhd_writer::{
-    bitmap_bytes, bitmap_patterns, byte_aligned_bitmap, checksum_ok, chs, corrupt, field, fill, mtime_vhd,
-    write_cycle, write_vhd, ChainBuilder, DiskType, LayerId, Locators, VhdSpec, FOOTER_LEN, MIB, SECTOR,
-    UNUSED_BAT_ENTRY,
+    bitmap_bytes, bitmap_patterns, byte_aligned_bitmap, checksum_ok, chs, corrupt, field, fill, mtime_vhd, write_cycle,
+    write_vhd, ChainBuilder, DiskType, LayerId, Locators, VhdSpec, FOOTER_LEN, MIB, SECTOR, UNUSED_BAT_ENTRY,
 };
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -22,7 +21,12 @@ fn be64(b: &[u8], at: usize) -> u64 {
 }
 
 fn utf16le(b: &[u8]) -> String {
-    String::from_utf16(&b.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>()).unwrap()
+    String::from_utf16(
+        &b.chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
 }
 
 /// A minimal VHD reader written from the spec for this check only: the whole disk of
@@ -103,7 +107,10 @@ fn check_structures(c: &ChainBuilder, id: &LayerId) {
     assert_eq!(&footer[68..84], spec.unique_id.as_bytes(), "RFC 4122 byte order");
     assert_eq!(be32(footer, field::FOOTER_TIME_STAMP), spec.time_stamp);
     assert_eq!(mtime_vhd(&path).unwrap(), spec.time_stamp, "{what}: mtime = time stamp");
-    assert!(footer[85..].iter().all(|&x| x == 0), "reserved bytes are zero (7-Zip checks)");
+    assert!(
+        footer[85..].iter().all(|&x| x == 0),
+        "reserved bytes are zero (7-Zip checks)"
+    );
     if spec.disk_type == DiskType::Fixed {
         assert_eq!(be64(footer, 16), u64::MAX);
         assert_eq!(b.len() as u64, spec.virtual_size + 512);
@@ -122,7 +129,10 @@ fn check_structures(c: &ChainBuilder, id: &LayerId) {
         spec.virtual_size.div_ceil(spec.block_size as u64)
     );
     assert_eq!(be32(h, field::DYN_BLOCK_SIZE), spec.block_size);
-    assert!(h[0x300..].iter().all(|&x| x == 0), "reserved tail is zero (7-Zip checks)");
+    assert!(
+        h[0x300..].iter().all(|&x| x == 0),
+        "reserved tail is zero (7-Zip checks)"
+    );
     let bat_end = layout.bat_offset + (layout.bat_entries * 4).div_ceil(512) * 512;
     let mut used: Vec<(u64, u64)> = vec![(0, bat_end)];
     // BAT: allocated blocks point at sector-aligned bitmaps after the metadata.
@@ -141,9 +151,11 @@ fn check_structures(c: &ChainBuilder, id: &LayerId) {
             None => assert_eq!(e, UNUSED_BAT_ENTRY),
         }
     }
-    assert!(b[(layout.bat_offset + layout.bat_entries * 4) as usize..bat_end as usize]
-        .iter()
-        .all(|&x| x == 0xFF));
+    assert!(
+        b[(layout.bat_offset + layout.bat_entries * 4) as usize..bat_end as usize]
+            .iter()
+            .all(|&x| x == 0xFF)
+    );
     match (&spec.parent, spec.disk_type) {
         (None, DiskType::Dynamic) => {
             assert!(h[40..].iter().all(|&x| x == 0), "{what}: no parent fields");
@@ -157,7 +169,11 @@ fn check_structures(c: &ChainBuilder, id: &LayerId) {
                 .map(|x| u16::from_be_bytes([x[0], x[1]]))
                 .take_while(|&u| u != 0)
                 .collect();
-            assert_eq!(String::from_utf16(&name).unwrap(), c.file_name(&parent), "UTF-16BE name");
+            assert_eq!(
+                String::from_utf16(&name).unwrap(),
+                c.file_name(&parent),
+                "UTF-16BE name"
+            );
             for i in 0..8 {
                 let e = &h[576 + i * 24..][..24];
                 if i >= p.locators.len() {
@@ -250,15 +266,28 @@ fn fixed_disks_and_locator_variants_have_the_documented_layout() {
         e.write(size - 512, &fill("fixed", size - 512, 512));
     });
     let mut last = base;
-    for (i, l) in [Locators::Both, Locators::RelativeOnly, Locators::AbsoluteOnly, Locators::None]
-        .into_iter()
-        .enumerate()
+    for (i, l) in [
+        Locators::Both,
+        Locators::RelativeOnly,
+        Locators::AbsoluteOnly,
+        Locators::None,
+    ]
+    .into_iter()
+    .enumerate()
     {
         last = c.child_locators(last, &format!("c{i}.vhd"), 1 << 20, l, |e| {
             e.write_sectors(i as u64 * 7, 3);
             e.write_sectors(size / 512 - 1, 1);
         });
-        let codes: Vec<[u8; 4]> = c.spec(&last).parent.as_ref().unwrap().locators.iter().map(|l| l.code).collect();
+        let codes: Vec<[u8; 4]> = c
+            .spec(&last)
+            .parent
+            .as_ref()
+            .unwrap()
+            .locators
+            .iter()
+            .map(|l| l.code)
+            .collect();
         let expected: Vec<[u8; 4]> = match l {
             Locators::Both => vec![*b"W2ku", *b"W2ru"],
             Locators::RelativeOnly => vec![*b"W2ru"],

@@ -378,10 +378,16 @@ pub fn bitmap_bytes(present: &[bool], len: u64) -> Vec<u8> {
 
 fn validate(spec: &VhdSpec) -> io::Result<()> {
     if spec.virtual_size == 0 || spec.virtual_size % SECTOR != 0 {
-        return Err(invalid(format!("virtual size {} not a multiple of 512", spec.virtual_size)));
+        return Err(invalid(format!(
+            "virtual size {} not a multiple of 512",
+            spec.virtual_size
+        )));
     }
     if spec.block_size == 0 || spec.block_size as u64 % SECTOR != 0 {
-        return Err(invalid(format!("block size {} is not a multiple of 512", spec.block_size)));
+        return Err(invalid(format!(
+            "block size {} is not a multiple of 512",
+            spec.block_size
+        )));
     }
     if spec.disk_type != DiskType::Fixed {
         let bs = spec.block_size as u64;
@@ -413,7 +419,9 @@ fn validate(spec: &VhdSpec) -> io::Result<()> {
             for (s, &p) in blk.present.iter().enumerate() {
                 let sector = &blk.data[s * SECTOR as usize..(s + 1) * SECTOR as usize];
                 if !p && sector.iter().any(|&x| x != 0) {
-                    return Err(invalid(format!("dynamic block {b}: data under a clear bit at sector {s}")));
+                    return Err(invalid(format!(
+                        "dynamic block {b}: data under a clear bit at sector {s}"
+                    )));
                 }
             }
         }
@@ -568,7 +576,9 @@ pub fn expected_model(parent: Option<&Model>, spec: &VhdSpec) -> Model {
 pub fn fill(tag: &str, offset: u64, len: usize) -> Vec<u8> {
     assert_eq!(len as u64 % SECTOR, 0);
     let mut out = vec![0u8; len];
-    let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let seed = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     for (i, sector) in out.chunks_mut(SECTOR as usize).enumerate() {
         let at = offset + i as u64 * SECTOR;
         let mut x = seed ^ at.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -608,7 +618,10 @@ pub fn bitmap_patterns(sectors: u64) -> Vec<(&'static str, Vec<(u64, u64)>)> {
         ("whole bytes 8..16", vec![(8, 8)]),
         ("all but the first sector", vec![(1, sectors - 1)]),
         ("all but the last sector", vec![(0, sectors - 1)]),
-        ("runs of 3 every 7", (0..sectors - 3).step_by(7).map(|s| (s, 3)).collect()),
+        (
+            "runs of 3 every 7",
+            (0..sectors - 3).step_by(7).map(|s| (s, 3)).collect(),
+        ),
     ];
     all.into_iter()
         .map(|(name, runs)| {
@@ -764,7 +777,10 @@ impl LayerEdits {
             "unaligned write {offset:#x}+{:#x}",
             bytes.len()
         );
-        assert!(offset + bytes.len() as u64 <= self.virtual_size, "write beyond the disk");
+        assert!(
+            offset + bytes.len() as u64 <= self.virtual_size,
+            "write beyond the disk"
+        );
         self.writes.push((offset, bytes.to_vec()));
     }
 
@@ -888,14 +904,7 @@ impl ChainBuilder {
         edit: impl FnOnce(&mut LayerEdits),
         tweak: impl FnOnce(&mut VhdSpec),
     ) -> LayerId {
-        self.add(
-            Some(parent),
-            file_name,
-            DiskType::Differencing,
-            block_size,
-            edit,
-            tweak,
-        )
+        self.add(Some(parent), file_name, DiskType::Differencing, block_size, edit, tweak)
     }
 
     pub fn path(&self, id: &LayerId) -> PathBuf {
