@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::vhd_writer::{
-    bitmap_patterns, corrupt, write_cycle, ChainBuilder, DiskType, LayerId, Locator, Locators, MIB, SECTOR,
+    bitmap_patterns, corrupt, write_cycle, ChainBuilder, DiskType, LayerId, Locator, Locators, VhdSpec, MIB, SECTOR,
 };
 use util::{assert_same_bytes, Output};
 use uuid::Uuid;
@@ -377,13 +377,34 @@ fn assert_bad_input(
     damage: impl FnOnce(&Path, &support::vhd_writer::Layout),
     structure: &[&str],
 ) {
+    assert_bad_input_with(what, damage_child, |_| {}, damage, structure)
+}
+
+/// `assert_bad_input`, with the child's spec changed before it is written (it starts
+/// with one W2ru locator and the unicode name).
+fn assert_bad_input_with(
+    what: &str,
+    damage_child: bool,
+    child_tweak: impl FnOnce(&mut VhdSpec),
+    damage: impl FnOnce(&Path, &support::vhd_writer::Layout),
+    structure: &[&str],
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = ChainBuilder::new(dir.path(), 8 * MIB);
     let base = c.base("base.vhd", DiskType::Dynamic, 2 << 20, |e| e.write_sectors(0, 8192));
-    let child = c.child_locators(base, "child.vhd", 2 << 20, Locators::RelativeOnly, |e| {
-        e.write_sectors(5, 3);
-        e.write_sectors(4096 + 9, 1);
-    });
+    let child = c.child_with(
+        base,
+        "child.vhd",
+        2 << 20,
+        |e| {
+            e.write_sectors(5, 3);
+            e.write_sectors(4096 + 9, 1);
+        },
+        |s| {
+            s.parent.as_mut().unwrap().locators = Locators::RelativeOnly.build("base.vhd");
+            child_tweak(s);
+        },
+    );
     let victim = if damage_child { child } else { base };
     let path = c.path(&victim);
     damage(&path, c.layout(&victim));
@@ -479,13 +500,22 @@ fn block_size_not_a_power_of_two() {
     }
 }
 
+/// The only way to the parent is a W2ru locator whose data length runs past its data
+/// space however the space is read: the field says 1 (written in sectors, as the spec
+/// says), which is 1 byte or 512 bytes, and the length is 1024 (inside the file and
+/// far below any path-length limit). The unicode name is empty. A reader may skip a
+/// damaged locator while other hints are left (the parent is checked by unique id);
+/// here none is left, so it must be an error naming the locator.
 #[test]
 fn locator_length_past_its_space() {
-    // The only locator is W2ru, 512 bytes of space; its length now runs past it.
-    assert_bad_input(
+    assert_bad_input_with(
         "locator length",
         true,
-        |p, l| corrupt::locator_length(p, l, 0, 4096),
+        |s| {
+            s.locator_space_in_sectors = true;
+            s.parent.as_mut().unwrap().unicode_name = String::new();
+        },
+        |p, l| corrupt::locator_length(p, l, 0, 1024),
         &["locator", "w2ru"],
     );
 }
