@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod model;
+pub mod vhd_writer;
 pub mod vhdx_writer;
