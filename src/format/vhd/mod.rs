@@ -569,6 +569,20 @@ impl Layer for VhdFile {
         }
         self.file.read_exact_at(file_offset, buf).map_err(|e| self.err(io(e)))
     }
+
+    fn data_pieces<'a>(&'a self, file_offset: u64, len: u64, out: &mut Vec<crate::io::Piece<'a>>) -> bool {
+        // Block data is stored as it is: a piece of the file wherever the file holds it
+        // (else `read_data` reports the truncation).
+        if file_offset.checked_add(len).is_none_or(|end| end > self.file.len()) {
+            return false;
+        }
+        out.push(crate::io::Piece::File {
+            file: &self.file,
+            offset: file_offset,
+            len,
+        });
+        true
+    }
 }
 
 #[cfg(test)]
