@@ -15,8 +15,8 @@
 # Every big-file figure is a first read after a fresh mount (new process, empty caches),
 # 1 MiB reads. Readers alternate within each round, so that a slow moment of this
 # shared machine falls on all of them alike; each figure is the median over the rounds.
-# "Cached": before every run the page cache is dropped, memory compacted and the image
-# files read back in. "Cold": the page cache is dropped and the images are not read
+# "Cached": before every run memory is compacted and the image files are read into
+# the page cache (the filesystem layer above them starts cold: fresh mounts). "Cold": the page cache is dropped and the images are not read
 # back: the case a restore really meets. For ckptfs and the no-I/O server the daemon's
 # CPU time per GiB (utime + stime from /proc/PID/stat) is reported too: steadier than
 # wall-clock time on a shared machine.
@@ -101,11 +101,13 @@ leaf=$(ls "$cache"/bench_49.avhdx)
 hz=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- helpers
-# Drop every cache, then read the image files back in: the filesystem layer (the
-# kernel's ext4 and loop device, or a FUSE server) starts cold, the images do not.
+# Before every cached run: compact memory and make sure the image files are in the page
+# cache. The filesystem layer starts cold anyway: an unmount drops the kernel's (ext4 on
+# the loop device) and FUSE's caches of what was mounted, and each FUSE server is a new
+# process. Compaction matters: on fragmented memory the kernel's loop path cannot use
+# large folios and runs many times slower, which would flatter ckptfs.
 warm() {
     sync
-    echo 3 > /proc/sys/vm/drop_caches
     echo 1 > /proc/sys/vm/compact_memory
     cat "$cache"/*.vhdx "$cache"/*.avhdx "$cache/flat.raw" "$cache/big.sqfs" > /dev/null
 }

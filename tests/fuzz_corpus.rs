@@ -16,6 +16,8 @@ fn mutations(target: &str) -> usize {
     match target {
         "vhdx_file" => 40,
         "vhd_file" => 150,
+        // Writes up to seven image files per input.
+        "chain_discovery" => 25,
         "layered_read" => 80,
         "gpt" => 100,
         "log_replay" => 200,
@@ -235,6 +237,11 @@ fn vhd_parent_locator() {
 #[test]
 fn vhd_file() {
     run_target("vhd_file");
+}
+
+#[test]
+fn chain_discovery() {
+    run_target("chain_discovery");
 }
 
 /// The checks' own CRC-32C (their reference for every checksum) against the standard

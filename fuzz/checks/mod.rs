@@ -12,6 +12,7 @@
 #![allow(clippy::manual_is_multiple_of, clippy::needless_range_loop)]
 
 pub mod bat;
+pub mod chain_discovery;
 pub mod gpt;
 pub mod header;
 pub mod layered;
@@ -57,6 +58,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("vhd_dynamic_header", vhd_dynamic_header::check),
     ("vhd_parent_locator", vhd_parent_locator::check),
     ("vhd_file", vhd_file::check),
+    ("chain_discovery", chain_discovery::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,

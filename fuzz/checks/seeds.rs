@@ -448,5 +448,29 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     add("vhdx_file", "damaged_structures", e.done());
     out.extend(super::partition_seeds::all());
     out.extend(super::vhd_seeds::all());
+
+    // chain_discovery: file count - 1; per file kind byte, sector, fill, [parent | junk
+    // length]; the start.
+    let mut e = Enc::default();
+    e.u64(5);
+    e.u8(1).u64(5).u8(0x41); // f0: VHDX base
+    e.u8(1 | 4 | 5 << 3).u64(7).u8(0x42); // f1.bin: VHD base
+    e.u8(2 | 3 << 3).u64(9).u8(0x43).u64(0); // f2.vhd: VHDX child of f0
+    e.u8(3 | 2 << 3).u64(7).u8(0x44).u64(1); // f3.avhdx: VHD child of f1
+    e.u8(1 << 3).u64(0).u8(0).u64(100); // f4.vhdx: junk
+    e.u8(2 | 4 << 3).u64(11).u8(0x45).u64(2); // f5.avhd: VHDX child of f2
+    e.u64(2);
+    out.push(("chain_discovery", "mixed_formats_misleading_names", e.done()));
+    e.u64(2);
+    e.u8(1 | 4 | 0x40).u64(1).u8(0x11); // f0: VHD base, deleted
+    e.u8(2).u64(2).u8(0x12).u64(0); // f1: child of f0
+    e.u8(2 | 1 << 3).u64(3).u8(0x13).u64(1); // f2.vhdx: child of f1
+    e.u64(2);
+    out.push(("chain_discovery", "deleted_base", e.done()));
+    e.u64(1);
+    e.u8(0).u64(0).u8(0).u64(2999); // f0: junk
+    e.u8(1 | 1 << 3).u64(4).u8(0x21); // f1.vhdx: VHDX base
+    e.u64(0);
+    out.push(("chain_discovery", "start_at_junk", e.done()));
     out
 }
