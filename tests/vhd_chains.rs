@@ -548,3 +548,45 @@ fn files_are_unchanged_after_reading() {
         assert_eq!(b.1, a.1, "{} mtime changed", c.file_name(id));
     }
 }
+
+/// Through the mount too: every state's `disk.img` (read by the spliced reply path,
+/// and by the copy path with `-o nosplice`) equals the writer's model.
+#[test]
+fn every_state_reads_the_same_through_the_mount() {
+    let why = if !Path::new("/dev/fuse").exists() {
+        Some("/dev/fuse is missing")
+    } else if unsafe { libc::geteuid() } != 0 {
+        Some("mounting needs root here")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        assert!(std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_none(), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (c, base) = pattern_tree(dir.path(), 512 * 1024);
+    let image = c.path(&base);
+    let listed = list(&image);
+    for opts in [&[][..], &["-o", "nosplice"]] {
+        let mnt = tempfile::tempdir().unwrap();
+        let mut args: Vec<&str> = vec!["mount"];
+        args.extend(opts);
+        args.extend([s(&image), s(mnt.path())]);
+        ckptfs(&args).ok();
+        let result = std::panic::catch_unwind(|| {
+            for id in c.layers() {
+                let file = std::fs::canonicalize(c.path(&id)).unwrap();
+                let name = &listed.iter().find(|(f, _, _)| *f == file).unwrap().1;
+                let got = std::fs::read(mnt.path().join(name).join("disk.img")).unwrap();
+                let model = c.expected(&id);
+                assert_same_bytes(&got, &model.read(0, model.size() as usize), &format!("{opts:?} {name}"));
+            }
+        });
+        ckptfs(["umount", s(mnt.path())]).ok();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+}
