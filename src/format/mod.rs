@@ -11,6 +11,7 @@
 //!
 //! Files are opened by content ([`open`]), never by their extension.
 
+pub mod bitmap;
 pub mod probe;
 pub mod vhd;
 pub mod vhdx;

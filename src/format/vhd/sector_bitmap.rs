@@ -11,32 +11,7 @@ pub fn bitmap_size(sectors: u64) -> u64 {
 /// Split `count` sectors starting at sector `first` of `bits` into runs of equal bits:
 /// `(present, sectors)`. Bits past the end of `bits` count as absent (0).
 pub fn runs(bits: &[u8], first: u64, count: u64) -> Vec<(bool, u64)> {
-    let bit = |i: u64| -> bool {
-        usize::try_from(i / 8)
-            .ok()
-            .and_then(|byte| bits.get(byte))
-            .is_some_and(|b| b >> (7 - i % 8) & 1 == 1)
-    };
-    let mut out: Vec<(bool, u64)> = Vec::new();
-    let mut i = first;
-    let end = first.saturating_add(count);
-    while i < end {
-        // Whole bytes of one value are the common case: take them eight at a time.
-        let whole = usize::try_from(i / 8)
-            .ok()
-            .and_then(|byte| bits.get(byte))
-            .filter(|&&b| i % 8 == 0 && end - i >= 8 && (b == 0 || b == 0xFF));
-        let (value, n) = match whole {
-            Some(&b) => (b == 0xFF, 8),
-            None => (bit(i), 1),
-        };
-        match out.last_mut() {
-            Some((v, len)) if *v == value => *len += n,
-            _ => out.push((value, n)),
-        }
-        i += n;
-    }
-    out
+    crate::format::bitmap::runs(bits, first, count, crate::format::bitmap::BitOrder::MsbFirst)
 }
 
 #[cfg(test)]

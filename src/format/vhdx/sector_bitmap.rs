@@ -4,28 +4,7 @@
 /// Split `count` sectors starting at bit `first_bit` of `bits` into runs of equal bits:
 /// `(present, sectors)`. Bits past the end of `bits` count as absent (0).
 pub fn runs(bits: &[u8], first_bit: u64, count: u64) -> Vec<(bool, u64)> {
-    let bit = |i: u64| -> bool {
-        let byte = (i / 8) as usize;
-        byte < bits.len() && bits[byte] >> (i % 8) & 1 == 1
-    };
-    let mut out: Vec<(bool, u64)> = Vec::new();
-    let mut i = first_bit;
-    let end = first_bit.saturating_add(count);
-    while i < end {
-        // Whole bytes of one value are the common case: take them eight at a time.
-        let byte = (i / 8) as usize;
-        let (value, n) = if i % 8 == 0 && end - i >= 8 && byte < bits.len() && (bits[byte] == 0 || bits[byte] == 0xFF) {
-            (bits[byte] == 0xFF, 8)
-        } else {
-            (bit(i), 1)
-        };
-        match out.last_mut() {
-            Some((v, len)) if *v == value => *len += n,
-            _ => out.push((value, n)),
-        }
-        i += n;
-    }
-    out
+    crate::format::bitmap::runs(bits, first_bit, count, crate::format::bitmap::BitOrder::LsbFirst)
 }
 
 #[cfg(test)]
