@@ -119,17 +119,41 @@ impl LayeredDisk {
     }
 
     fn unit(&self, unit: u64) -> Result<Arc<[OwnedRun]>> {
-        if let Some(runs) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(unit) {
+        let hit = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(unit);
+        if let Some(runs) = hit {
+            // Halfway through a window, get the next one resolved and its data on its
+            // way from disk, so that a sequential reader never waits for either.
+            if unit % WINDOW_UNITS == WINDOW_UNITS / 2 {
+                let next = unit - unit % WINDOW_UNITS + WINDOW_UNITS;
+                let cached = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(next).is_some();
+                if !cached && next * UNIT < self.size {
+                    // A failure here is met again, and reported, by the read that needs it.
+                    let _ = self.resolve_window(next);
+                }
+            }
             return Ok(runs);
         }
-        // Resolve the whole window; two threads missing in it at once both resolve it,
-        // with equal answers, which costs less than making one wait. Where the window
-        // meets damage, the unit alone is resolved, so that a damaged structure fails
-        // only the reads that need it.
+        self.resolve_window(unit)
+    }
+
+    /// Resolve the window around `unit`, cache its units, ask the layers to start
+    /// reading its data (cold images are then read ahead of the reader, in large
+    /// pieces, from every layer at once), and return `unit`'s runs. Two threads missing
+    /// in one window at once both resolve it, with equal answers, which costs less than
+    /// making one wait. Where the window meets damage the unit alone is resolved, so
+    /// that a damaged structure fails only the reads that need it.
+    fn resolve_window(&self, unit: u64) -> Result<Arc<[OwnedRun]>> {
         let units = match self.units_in(unit, WINDOW_UNITS) {
             Ok(units) => units,
             Err(_) => self.units_in(unit, 1)?,
         };
+        for (_, runs) in &units {
+            for r in runs.iter() {
+                if let Owner::Layer { layer, file_offset } = r.owner {
+                    self.layers[usize::from(layer)].prefetch(file_offset, u64::from(r.len));
+                }
+            }
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted = None;
         for (u, runs) in units {
@@ -346,7 +370,7 @@ impl ReadAt for LayeredDisk {
 mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     /// A layer described by a byte map: `b'P'` parent, `b'0'` zero, other = data whose
     /// bytes equal that letter. One letter per 512-byte sector.
@@ -502,9 +526,14 @@ mod tests {
         maps: AtomicUsize,
         fail_at: Option<u64>,
         path: PathBuf,
+        /// Bytes the disk asked to prefetch.
+        prefetched: AtomicU64,
     }
 
     impl Layer for CountingLayer {
+        fn prefetch(&self, _file_offset: u64, len: u64) {
+            self.prefetched.fetch_add(len, Ordering::Relaxed);
+        }
         fn path(&self) -> &Path {
             &self.path
         }
@@ -547,6 +576,7 @@ mod tests {
                     maps: AtomicUsize::new(0),
                     fail_at: fail.filter(|f| f.0 == index).map(|f| f.1),
                     path: format!("layer{index}").into(),
+                    prefetched: AtomicU64::new(0),
                 })
             })
             .collect()
@@ -589,5 +619,29 @@ mod tests {
             let r = d.read_at(unit * UNIT, &mut b);
             assert_eq!(r.is_err(), unit == 5, "unit {unit}: {r:?}");
         }
+    }
+
+    #[test]
+    fn a_sequential_reader_has_the_next_window_prefetched_halfway_through_this_one() {
+        let size = 3 * WINDOW_UNITS * UNIT;
+        let layers = counting_chain(2, size, None);
+        let d = LayeredDisk::new(layers.iter().map(|l| l.clone() as Arc<dyn Layer>).collect(), 1 << 20);
+        let prefetched = || -> u64 { layers.iter().map(|l| l.prefetched.load(Ordering::Relaxed)).sum() };
+        let mut b = vec![0u8; 4096];
+        // Two layers own one sector in 64 each: 2/64 of a window's bytes are theirs.
+        let per_window = WINDOW_UNITS * UNIT / 32;
+        d.read_at(0, &mut b).unwrap();
+        assert_eq!(prefetched(), per_window, "the first window's data");
+        d.read_at((WINDOW_UNITS / 2 - 1) * UNIT, &mut b).unwrap();
+        assert_eq!(prefetched(), per_window, "nothing more before halfway");
+        d.read_at(WINDOW_UNITS / 2 * UNIT, &mut b).unwrap();
+        assert_eq!(prefetched(), 2 * per_window, "halfway: the next window's data");
+        // The next window is resolved already: reaching it asks no layer again.
+        let maps: usize = layers.iter().map(|l| l.maps.load(Ordering::Relaxed)).sum();
+        d.read_at(WINDOW_UNITS * UNIT, &mut b).unwrap();
+        assert_eq!(
+            layers.iter().map(|l| l.maps.load(Ordering::Relaxed)).sum::<usize>(),
+            maps
+        );
     }
 }

@@ -70,6 +70,10 @@ pub trait Layer: Send + Sync + Debug {
     fn data_pieces<'a>(&'a self, _file_offset: u64, _len: u64, _out: &mut Vec<Piece<'a>>) -> bool {
         false
     }
+
+    /// A hint that bytes [`Layer::map`] placed at `file_offset..file_offset + len` will
+    /// be read soon: start reading them from disk. Never fails; the default does nothing.
+    fn prefetch(&self, _file_offset: u64, _len: u64) {}
 }
 
 /// The value a format uses to check that a parent is the one its child was made from:

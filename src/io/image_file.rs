@@ -54,6 +54,24 @@ impl ImageFile {
         self.size == 0
     }
 
+    /// Ask the kernel to start reading `offset..offset + len` into the page cache
+    /// (POSIX_FADV_WILLNEED); cached pages cost nothing. A refusal is ignored: this is
+    /// only a hint.
+    pub fn prefetch(&self, offset: u64, len: u64) {
+        let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return;
+        };
+        // SAFETY: fadvise on an open descriptor; it reads no memory of ours.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                off,
+                n,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+    }
+
     /// The open descriptor, for splicing its pages.
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.file)

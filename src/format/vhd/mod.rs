@@ -570,6 +570,10 @@ impl Layer for VhdFile {
         self.file.read_exact_at(file_offset, buf).map_err(|e| self.err(io(e)))
     }
 
+    fn prefetch(&self, file_offset: u64, len: u64) {
+        self.file.prefetch(file_offset, len);
+    }
+
     fn data_pieces<'a>(&'a self, file_offset: u64, len: u64, out: &mut Vec<crate::io::Piece<'a>>) -> bool {
         // Block data is stored as it is: a piece of the file wherever the file holds it
         // (else `read_data` reports the truncation).

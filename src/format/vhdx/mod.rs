@@ -499,6 +499,10 @@ impl Layer for VhdxFile {
             .map_err(|e| self.err(e))
     }
 
+    fn prefetch(&self, file_offset: u64, len: u64) {
+        self.view.file().prefetch(file_offset, len);
+    }
+
     fn data_pieces<'a>(&'a self, file_offset: u64, len: u64, out: &mut Vec<crate::io::Piece<'a>>) -> bool {
         match self.view.plain_piece(file_offset, len) {
             Some(p) => {
