@@ -58,7 +58,7 @@ impl ParentLocator {
         if locator.get("parent_linkage").is_none() {
             return Err(corrupt("no parent_linkage entry".into()));
         }
-        locator.linkages().map_err(|e| corrupt(e))?;
+        locator.linkages().map_err(corrupt)?;
         Ok(locator)
     }
 
