@@ -409,6 +409,24 @@ impl GuestFs for NtfsFs {
         }
     }
 
+    fn pieces<'a>(
+        &'a self,
+        n: NodeId,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<crate::io::Piece<'a>>,
+    ) -> Result<Option<u64>> {
+        let node = self.node(n)?;
+        match &node.content {
+            // Plain runs only: resident data lives in the record, compressed data must
+            // be decompressed.
+            Content::Runs if node.kind == FileKind::File => {
+                self.data_map(n)?.pieces(&*self.disk.volume, offset, len, out)
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn read_link(&self, n: NodeId) -> Result<OsString> {
         if self.node(n)?.kind != FileKind::Symlink {
             return Err(Error::NotASymlink(format!("ntfs file record {n}")));

@@ -2,7 +2,7 @@
 //! and the per-stream map (stream offset → volume offset or hole) that serves reads with
 //! large positional reads straight from the volume.
 
-use crate::io::ReadAt;
+use crate::io::{Piece, ReadAt};
 use crate::Result;
 
 use super::fs_err;
@@ -215,6 +215,51 @@ impl RunMap {
         Ok(n)
     }
 
+    /// Where at most `len` bytes at `offset` lie, as pieces of the image files under the
+    /// volume and zeros (holes, and bytes past the valid data), and how many bytes that
+    /// is; `None` where the volume cannot say or no run maps a byte (then `read`
+    /// reports it).
+    pub fn pieces<'a>(
+        &self,
+        volume: &'a dyn ReadAt,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<Piece<'a>>,
+    ) -> Result<Option<u64>> {
+        if offset >= self.size || len == 0 {
+            return Ok(Some(0));
+        }
+        let n = len.min(self.size - offset);
+        let end = offset + self.initialized.saturating_sub(offset).min(n);
+        let zero = |out: &mut Vec<Piece<'a>>, len: u64| match out.last_mut() {
+            Some(Piece::Zero { len: l }) => *l += len,
+            _ => out.push(Piece::Zero { len }),
+        };
+        let mut pos = offset;
+        let mut i = self.runs.partition_point(|r| r.start + r.len <= pos);
+        while pos < end {
+            let Some(run) = self.runs.get(i).filter(|r| r.start <= pos) else {
+                return Ok(None);
+            };
+            let within = pos - run.start;
+            let take = (run.len - within).min(end - pos);
+            match run.volume {
+                None => zero(out, take),
+                Some(v) => {
+                    if !volume.pieces(v + within, take, out)? {
+                        return Ok(None);
+                    }
+                }
+            }
+            pos += take;
+            i += 1;
+        }
+        if offset + n > end {
+            zero(out, offset + n - end);
+        }
+        Ok(Some(n))
+    }
+
     fn read_mapped(&self, volume: &dyn ReadAt, mut pos: u64, mut buf: &mut [u8]) -> Result<()> {
         let mut i = self.runs.partition_point(|r| r.start + r.len <= pos);
         while !buf.is_empty() {
@@ -410,5 +455,61 @@ mod tests {
             lcn: None,
         }];
         assert!(RunMap::new("x".into(), 4096, 10, &huge, 1, 1).is_err());
+    }
+
+    /// The pieces describe exactly the bytes `read` returns: runs, holes, bytes past the
+    /// valid data, the end of the stream; a volume that cannot say gives `None`.
+    #[test]
+    fn pieces_describe_what_read_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("volume");
+        let bytes: Vec<u8> = (0..64 * 1024u64).map(byte_at).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let volume = crate::io::ImageFile::open(&path).unwrap();
+        let extents = [
+            Extent {
+                vcn: 0,
+                clusters: 2,
+                lcn: Some(5),
+            },
+            Extent {
+                vcn: 2,
+                clusters: 3,
+                lcn: None,
+            },
+            Extent {
+                vcn: 5,
+                clusters: 4,
+                lcn: Some(1),
+            },
+        ];
+        // 9 clusters of 512 bytes; 4000 bytes long, the first 3000 valid.
+        let map = RunMap::new("test".into(), 512, 128, &extents, 4000, 3000).unwrap();
+        for (offset, len) in [
+            (0u64, 4000u64),
+            (100, 1000),
+            (1000, 600),
+            (2900, 5000),
+            (3999, 10),
+            (4000, 5),
+        ] {
+            let mut out = Vec::new();
+            let n = map.pieces(&volume, offset, len, &mut out).unwrap().unwrap();
+            let mut from_pieces = Vec::new();
+            for p in &out {
+                match *p {
+                    Piece::File { offset, len, .. } => {
+                        from_pieces.extend_from_slice(&bytes[offset as usize..(offset + len) as usize])
+                    }
+                    Piece::Zero { len } => from_pieces.resize(from_pieces.len() + len as usize, 0),
+                }
+            }
+            let mut buf = vec![0xEE; len as usize];
+            let read = map.read(&volume, offset, &mut buf).unwrap();
+            assert_eq!(n as usize, read, "{offset}+{len}");
+            assert_eq!(from_pieces, buf[..read], "{offset}+{len}");
+        }
+        let mut out = Vec::new();
+        assert_eq!(map.pieces(&Pattern(1 << 20), 0, 100, &mut out).unwrap(), None);
     }
 }
