@@ -9,8 +9,8 @@
 //! A reply must fit its pipe whole: one slot per page it spans, plus one for the header.
 //! Pipes may hold 1 MiB (256 slots) without CAP_SYS_RESOURCE, so requests are capped at
 //! 255 pages (`transport::MAX_READ`). A reply that would need more slots (many small
-//! pieces), or whose bytes are not stored plainly (compressed NTFS, a VHDX log replayed
-//! in memory, FAT and NTFS files so far), takes the copy path.
+//! pieces), or whose bytes are not stored plainly (resident or compressed NTFS data, a
+//! VHDX log replayed in memory, FAT files so far), takes the copy path.
 
 use std::cell::RefCell;
 use std::io;
