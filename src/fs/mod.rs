@@ -1,10 +1,14 @@
-//! Guest filesystems. Each reader turns a volume (a [`ReadAt`] over one partition) into
+//! Guest filesystems: which one a volume holds ([`probe`]), and readers for those
+//! ckptfs reads ([`open`]). Each reader turns a volume (a [`ReadAt`] over one partition) into
 //! nodes, directory listings, attributes and file bytes behind one thread-safe trait,
 //! [`GuestFs`], that the virtual tree serves to both the CLI and the mount.
 
 pub mod ext4;
 pub mod fat;
 pub mod ntfs;
+pub mod probe;
+
+pub use probe::{FsType, Probe};
 
 use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
@@ -174,8 +178,7 @@ pub struct FsOptions {
 }
 
 /// Open the filesystem `kind` on `volume`.
-pub fn open(kind: crate::volume::detect::FsType, volume: Volume, opts: &FsOptions) -> Result<Arc<dyn GuestFs>> {
-    use crate::volume::detect::FsType;
+pub fn open(kind: FsType, volume: Volume, opts: &FsOptions) -> Result<Arc<dyn GuestFs>> {
     Ok(match kind {
         FsType::Ext => Arc::new(ext4::open(volume)?),
         FsType::Fat => Arc::new(fat::open(volume, opts.fat_time_zone)?),

@@ -7,16 +7,15 @@
 //! its directory (which then fails with the reason); partitions ckptfs does not read
 //! are listed with their type and why.
 
-pub mod detect;
 pub mod partition;
 
 use std::sync::Arc;
 
 use crate::chain::naming::safe_component;
+use crate::fs::probe::{self, FsType, Probe};
 use crate::fs::{self, FsOptions, GuestFs};
 use crate::io::{ReadAt, Slice};
 use crate::Result;
-use detect::{FsType, Probe};
 use partition::{read_partition_table, PartitionTable, TableKind};
 
 /// One partition (or the whole disk) and what ckptfs makes of it.
@@ -111,7 +110,7 @@ fn examine(
     };
     let content = match refusal {
         Some(why) => Content::Hidden { what: why.to_string() },
-        None => match detect::probe(volume.as_ref()) {
+        None => match probe::probe(volume.as_ref()) {
             Err(e) => Content::Hidden {
                 what: format!("unreadable: {e}"),
             },

@@ -2,8 +2,8 @@
 //! recognises but does not read (so `list` can say why a partition is not shown), or
 //! nothing it knows.
 
+use super::ext4;
 use crate::bytes::{le_u16, le_u32};
-use crate::fs::ext4;
 use crate::io::ReadAt;
 use crate::Result;
 
