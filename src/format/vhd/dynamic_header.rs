@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::fields::{checksum, Fields};
+use super::fields::Fields;
 use super::parent_locator::LocatorEntry;
 use super::VhdError;
 
@@ -50,25 +50,7 @@ pub fn parse_dynamic_header(b: &[u8], offset: u64) -> Result<DynamicHeader, VhdE
     }
     let b = &b[..HEADER_SIZE];
     let f = Fields::new(b, S, offset);
-    let cookie: [u8; 8] = f.array(0)?;
-    if &cookie != COOKIE {
-        return Err(VhdError::Cookie {
-            structure: S,
-            offset,
-            expected: "cxsparse",
-            found: String::from_utf8_lossy(&cookie).escape_debug().to_string(),
-        });
-    }
-    let stored = f.u32(CHECKSUM_AT)?;
-    let computed = checksum(b, CHECKSUM_AT);
-    if stored != computed {
-        return Err(VhdError::Checksum {
-            structure: S,
-            offset,
-            stored,
-            computed,
-        });
-    }
+    f.check_cookie_and_checksum(COOKIE, CHECKSUM_AT)?;
     let version = f.u32(24)?;
     if version >> 16 != 1 {
         return Err(VhdError::Unsupported(format!(
@@ -103,7 +85,7 @@ pub fn parse_dynamic_header(b: &[u8], offset: u64) -> Result<DynamicHeader, VhdE
         version,
         max_table_entries: f.u32(28)?,
         block_size,
-        checksum: stored,
+        checksum: f.u32(CHECKSUM_AT)?,
         parent_unique_id: f.uuid(40)?,
         parent_time_stamp: f.u32(56)?,
         parent_name: utf16be_until_nul(&name),
@@ -124,6 +106,7 @@ pub fn utf16be_until_nul(b: &[u8]) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::format::vhd::fields::checksum;
 
     pub fn fix(b: &mut [u8]) {
         let c = checksum(b, CHECKSUM_AT);

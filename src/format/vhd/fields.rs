@@ -24,6 +24,31 @@ impl<'a> Fields<'a> {
     }
 
     /// `N` bytes at `at`.
+    /// The structure's cookie at offset 0 must be `cookie`, and the checksum stored at
+    /// `checksum_at` must match its bytes: the two checks every VHD structure opens with.
+    pub fn check_cookie_and_checksum(&self, cookie: &'static [u8; 8], checksum_at: usize) -> Result<(), VhdError> {
+        let found: [u8; 8] = self.array(0)?;
+        if &found != cookie {
+            return Err(VhdError::Cookie {
+                structure: self.structure,
+                offset: self.offset,
+                expected: std::str::from_utf8(cookie).unwrap_or("?"),
+                found: String::from_utf8_lossy(&found).escape_debug().to_string(),
+            });
+        }
+        let stored = self.u32(checksum_at)?;
+        let computed = checksum(self.bytes, checksum_at);
+        if stored != computed {
+            return Err(VhdError::Checksum {
+                structure: self.structure,
+                offset: self.offset,
+                stored,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
     pub fn array<const N: usize>(&self, at: usize) -> Result<[u8; N], VhdError> {
         at.checked_add(N)
             .and_then(|end| self.bytes.get(at..end))

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use super::fields::{checksum, code_text, Fields};
+use super::fields::{code_text, Fields};
 use super::VhdError;
 
 pub const FOOTER_SIZE: usize = 512;
@@ -119,25 +119,7 @@ pub fn parse_footer(b: &[u8], offset: u64) -> Result<Footer, VhdError> {
     }
     let b = &b[..b.len().min(FOOTER_SIZE)];
     let f = Fields::new(b, S, offset);
-    let cookie: [u8; 8] = f.array(0)?;
-    if &cookie != COOKIE {
-        return Err(VhdError::Cookie {
-            structure: S,
-            offset,
-            expected: "conectix",
-            found: String::from_utf8_lossy(&cookie).escape_debug().to_string(),
-        });
-    }
-    let stored = f.u32(CHECKSUM_AT)?;
-    let computed = checksum(b, CHECKSUM_AT);
-    if stored != computed {
-        return Err(VhdError::Checksum {
-            structure: S,
-            offset,
-            stored,
-            computed,
-        });
-    }
+    f.check_cookie_and_checksum(COOKIE, CHECKSUM_AT)?;
     let version = f.u32(12)?;
     if version >> 16 != 1 {
         return Err(VhdError::Unsupported(format!(
@@ -172,7 +154,7 @@ pub fn parse_footer(b: &[u8], offset: u64) -> Result<Footer, VhdError> {
             sectors_per_track: f.u8(59)?,
         },
         disk_type,
-        checksum: stored,
+        checksum: f.u32(CHECKSUM_AT)?,
         unique_id: f.uuid(68)?,
         saved_state: f.u8(84)?,
     })
@@ -226,6 +208,7 @@ pub fn vhd_time_text(seconds: u32) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::format::vhd::fields::checksum;
 
     /// A valid footer: creator, type (2/3/4), current size, geometry, data offset.
     pub fn footer_bytes(creator: &[u8; 4], disk_type: u32, size: u64, chs: (u16, u8, u8), data_offset: u64) -> Vec<u8> {
