@@ -217,8 +217,8 @@ impl RunMap {
 
     /// Where at most `len` bytes at `offset` lie, as pieces of the image files under the
     /// volume and zeros (holes, and bytes past the valid data), and how many bytes that
-    /// is; `None` where the volume cannot say or no run maps a byte (then `read`
-    /// reports it).
+    /// is; `None` where the volume cannot say. A byte no run maps is the error `read`
+    /// gives.
     pub fn pieces<'a>(
         &self,
         volume: &'a dyn ReadAt,
@@ -235,24 +235,15 @@ impl RunMap {
             Some(Piece::Zero { len: l }) => *l += len,
             _ => out.push(Piece::Zero { len }),
         };
-        let mut pos = offset;
-        let mut i = self.runs.partition_point(|r| r.start + r.len <= pos);
-        while pos < end {
-            let Some(run) = self.runs.get(i).filter(|r| r.start <= pos) else {
-                return Ok(None);
-            };
-            let within = pos - run.start;
-            let take = (run.len - within).min(end - pos);
-            match run.volume {
-                None => zero(out, take),
-                Some(v) => {
-                    if !volume.pieces(v + within, take, out)? {
-                        return Ok(None);
-                    }
-                }
+        let stored = self.spans(offset, end - offset, |take, volume_at| match volume_at {
+            None => {
+                zero(out, take);
+                Ok(true)
             }
-            pos += take;
-            i += 1;
+            Some(v) => volume.pieces(v, take, out),
+        })?;
+        if !stored {
+            return Ok(None);
         }
         if offset + n > end {
             zero(out, offset + n - end);
@@ -260,9 +251,27 @@ impl RunMap {
         Ok(Some(n))
     }
 
-    fn read_mapped(&self, volume: &dyn ReadAt, mut pos: u64, mut buf: &mut [u8]) -> Result<()> {
+    fn read_mapped(&self, volume: &dyn ReadAt, pos: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0usize;
+        self.spans(pos, buf.len() as u64, |take, volume_at| {
+            let now = &mut buf[done..done + take as usize];
+            match volume_at {
+                None => now.fill(0),
+                Some(v) => volume.read_at(v, now)?,
+            }
+            done += take as usize;
+            Ok(true)
+        })?;
+        Ok(())
+    }
+
+    /// Walk `pos..pos + len` as spans of one run, in order: `f(span length, None)` for a
+    /// hole, `f(span length, Some(volume offset))` for stored clusters. Stops with `false`
+    /// as soon as `f` does; a byte no run maps is an error naming the stream.
+    fn spans(&self, mut pos: u64, len: u64, mut f: impl FnMut(u64, Option<u64>) -> Result<bool>) -> Result<bool> {
+        let end = pos + len;
         let mut i = self.runs.partition_point(|r| r.start + r.len <= pos);
-        while !buf.is_empty() {
+        while pos < end {
             let run = self.runs.get(i).filter(|r| r.start <= pos).ok_or_else(|| {
                 fs_err(format!(
                     "{}: no data run maps byte {pos} (the runs end at byte {}, the valid data at {})",
@@ -272,17 +281,14 @@ impl RunMap {
                 ))
             })?;
             let within = pos - run.start;
-            let take = (run.len - within).min(buf.len() as u64) as usize;
-            let (now, rest) = std::mem::take(&mut buf).split_at_mut(take);
-            match run.volume {
-                None => now.fill(0),
-                Some(v) => volume.read_at(v + within, now)?,
+            let take = (run.len - within).min(end - pos);
+            if !f(take, run.volume.map(|v| v + within))? {
+                return Ok(false);
             }
-            buf = rest;
-            pos += take as u64;
+            pos += take;
             i += 1;
         }
-        Ok(())
+        Ok(true)
     }
 }
 
