@@ -147,12 +147,23 @@ impl LayeredDisk {
             Ok(units) => units,
             Err(_) => self.units_in(unit, 1)?,
         };
-        for (_, runs) in &units {
-            for r in runs.iter() {
-                if let Owner::Layer { layer, file_offset } = r.owner {
-                    self.layers[usize::from(layer)].prefetch(file_offset, u64::from(r.len));
+        // One hint per stretch of a file, however the units cut it.
+        let mut stretch: Option<(u16, u64, u64)> = None;
+        for r in units.iter().flat_map(|(_, runs)| runs.iter()) {
+            let Owner::Layer { layer, file_offset } = r.owner else {
+                continue;
+            };
+            match &mut stretch {
+                Some((l, start, n)) if *l == layer && *start + *n == file_offset => *n += u64::from(r.len),
+                _ => {
+                    if let Some((l, start, n)) = stretch.replace((layer, file_offset, u64::from(r.len))) {
+                        self.layers[usize::from(l)].prefetch(start, n);
+                    }
                 }
             }
+        }
+        if let Some((l, start, n)) = stretch {
+            self.layers[usize::from(l)].prefetch(start, n);
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted = None;
@@ -296,6 +307,43 @@ fn push_merged(runs: &mut Vec<OwnedRun>, start: u32, len: u32, owner: Owner) {
     runs.push(OwnedRun { start, len, owner });
 }
 
+impl LayeredDisk {
+    /// Walk `offset..offset + len` (inside the disk) as spans of one owner, in order:
+    /// `f(span length, None)` for zeros, `f(span length, Some((layer, file offset)))` for
+    /// data a layer holds. Stops with `false` as soon as `f` does.
+    fn spans(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(u64, Option<(usize, u64)>) -> Result<bool>,
+    ) -> Result<bool> {
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let runs = self.unit(pos / UNIT)?;
+            let in_unit = pos % UNIT;
+            // First run that ends after `in_unit`.
+            let first = runs.partition_point(|r| u64::from(r.start) + u64::from(r.len) <= in_unit);
+            for r in &runs[first..] {
+                if pos == end {
+                    break;
+                }
+                let skip = pos % UNIT - u64::from(r.start);
+                let n = (u64::from(r.len) - skip).min(end - pos);
+                let source = match r.owner {
+                    Owner::Zero => None,
+                    Owner::Layer { layer, file_offset } => Some((usize::from(layer), file_offset + skip)),
+                };
+                if !f(n, source)? {
+                    return Ok(false);
+                }
+                pos += n;
+            }
+        }
+        Ok(true)
+    }
+}
+
 impl ReadAt for LayeredDisk {
     fn size(&self) -> u64 {
         self.size
@@ -303,65 +351,30 @@ impl ReadAt for LayeredDisk {
 
     fn pieces<'a>(&'a self, offset: u64, len: u64, out: &mut Vec<Piece<'a>>) -> Result<bool> {
         check_range(offset, len as usize, self.size)?;
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            let runs = self.unit(pos / UNIT)?;
-            let in_unit = pos % UNIT;
-            let first = runs.partition_point(|r| u64::from(r.start) + u64::from(r.len) <= in_unit);
-            let mut at = in_unit;
-            for r in &runs[first..] {
-                if pos == end {
-                    break;
+        self.spans(offset, len, |n, source| match source {
+            None => {
+                match out.last_mut() {
+                    Some(Piece::Zero { len }) => *len += n,
+                    _ => out.push(Piece::Zero { len: n }),
                 }
-                let skip = at - u64::from(r.start);
-                let n = (u64::from(r.len) - skip).min(end - pos);
-                match r.owner {
-                    Owner::Zero => match out.last_mut() {
-                        Some(Piece::Zero { len }) => *len += n,
-                        _ => out.push(Piece::Zero { len: n }),
-                    },
-                    Owner::Layer { layer, file_offset } => {
-                        if !self.layers[usize::from(layer)].data_pieces(file_offset + skip, n, out) {
-                            return Ok(false);
-                        }
-                    }
-                }
-                pos += n;
-                at += n;
+                Ok(true)
             }
-        }
-        Ok(true)
+            Some((layer, file_offset)) => Ok(self.layers[layer].data_pieces(file_offset, n, out)),
+        })
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.size)?;
         let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let unit = pos / UNIT;
-            let in_unit = pos % UNIT;
-            let runs = self.unit(unit)?;
-            // First run that ends after `in_unit`.
-            let first = runs.partition_point(|r| u64::from(r.start) + u64::from(r.len) <= in_unit);
-            let mut at = in_unit;
-            for r in &runs[first..] {
-                if done == buf.len() {
-                    break;
-                }
-                let skip = at - u64::from(r.start);
-                let n = ((u64::from(r.len) - skip) as usize).min(buf.len() - done);
-                let dst = &mut buf[done..done + n];
-                match r.owner {
-                    Owner::Zero => dst.fill(0),
-                    Owner::Layer { layer, file_offset } => {
-                        self.layers[usize::from(layer)].read_data(file_offset + skip, dst)?
-                    }
-                }
-                done += n;
-                at += n as u64;
+        self.spans(offset, buf.len() as u64, |n, source| {
+            let dst = &mut buf[done..done + n as usize];
+            match source {
+                None => dst.fill(0),
+                Some((layer, file_offset)) => self.layers[layer].read_data(file_offset, dst)?,
             }
-        }
+            done += n as usize;
+            Ok(true)
+        })?;
         Ok(())
     }
 }
