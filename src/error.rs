@@ -33,6 +33,14 @@ pub enum Error {
         source: VhdError,
     },
 
+    /// A VM configuration file (`.vmx`, `.vmsd`, ...) that cannot be used.
+    #[error("{}: {source}", path.display())]
+    VmConfig {
+        path: PathBuf,
+        #[source]
+        source: crate::vm::ConfigError,
+    },
+
     /// No format recognised the file; one reason per format tried.
     #[error("{}: not a disk image ckptfs reads: {}", path.display(), reasons.join("; "))]
     UnknownFormat { path: PathBuf, reasons: Vec<String> },

@@ -16,6 +16,7 @@ pub mod fs;
 pub mod io;
 pub mod mount;
 pub mod vfs;
+pub mod vm;
 pub mod volume;
 
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ use crate::chain::{CheckpointTree, DiscoverOptions};
 use crate::fs::fat::FatTimeZone;
 use crate::fs::FsOptions;
 use crate::vfs::Vfs;
+use crate::vm;
 use crate::{Error, Result};
 
 #[derive(Debug, Parser)]
@@ -104,8 +105,13 @@ pub enum Command {
 /// Any file of a checkpoint tree, and where else to look for its relatives.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Any disk file of the tree (VHDX/AVHDX, VHD/AVHD), recognised by its content.
+    /// Any disk file of the tree (VHDX/AVHDX, VHD/AVHD), recognised by its content; or
+    /// a VM: its configuration (VMware .vmx or .vmsd) or its folder.
     pub image: PathBuf,
+    /// The VM to open from a folder that holds several (its name or its configuration
+    /// file's name).
+    #[arg(long = "vm", value_name = "NAME")]
+    pub vm: Option<String>,
     /// Also look in DIR for parents and children (repeatable).
     #[arg(long = "search-dir", value_name = "DIR")]
     pub search_dirs: Vec<PathBuf>,
@@ -116,22 +122,28 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    pub fn open_tree(&self) -> Result<CheckpointTree> {
-        CheckpointTree::discover(
-            &self.image,
-            &DiscoverOptions {
-                search_dirs: self.search_dirs.clone(),
-            },
-        )
+    fn discover_options(&self) -> DiscoverOptions {
+        DiscoverOptions {
+            search_dirs: self.search_dirs.clone(),
+        }
     }
 
+    /// The tree to show: a VM's checkpoints and disks if IMAGE is a VM's configuration
+    /// or folder, else the checkpoint tree of the disk file.
     pub fn open_vfs(&self) -> Result<Vfs> {
-        Ok(Vfs::new(
-            self.open_tree()?,
-            FsOptions {
-                fat_time_zone: self.fat_time_zone,
-            },
-        ))
+        let opts = self.discover_options();
+        let fs_options = FsOptions {
+            fat_time_zone: self.fat_time_zone,
+        };
+        let choice = vm::Choice { vm: self.vm.clone() };
+        match vm::open(&self.image, &choice, &opts)? {
+            Some(vm) => Ok(Vfs::of_vm(vm, fs_options)),
+            None if self.vm.is_some() => Err(Error::Usage(format!(
+                "--vm picks a VM from a folder; {} is a disk file",
+                self.image.display()
+            ))),
+            None => Ok(Vfs::new(CheckpointTree::discover(&self.image, &opts)?, fs_options)),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! /<checkpoint>/<volume>/<guest path> a guest filesystem
 //! ```
 //!
+//! and for a VM the same one level down, under `/<checkpoint>/<disk>/` (see [`layout`]).
+//!
 //! Nodes are numbered (inode numbers for FUSE) as they are first seen, and keep their
 //! number for the life of the tree; guest nodes are keyed by the filesystem's own node
 //! id, so hard links share one number. A checkpoint's disk and volumes are opened the
@@ -21,8 +23,13 @@ use crate::chain::layered_disk::DEFAULT_CACHED_RUNS;
 use crate::chain::{CheckpointTree, LayeredDisk};
 use crate::fs::{Attr, FileKind, FsOptions, FsStats, GuestFs, NodeId, StreamInfo};
 use crate::io::{Piece, ReadAt};
+use crate::vm::Vm;
 use crate::volume::{self, Content, Volumes};
 use crate::{Error, Result};
+
+pub mod layout;
+
+pub use layout::{Layout, Source};
 
 /// Name of the raw-disk file inside each checkpoint directory.
 pub const DISK_IMAGE: &str = "disk.img";
@@ -38,8 +45,11 @@ const CACHED_NAME_INDEXES: usize = 1024;
 enum Node {
     Root,
     Checkpoint(usize),
+    /// A disk's directory in a VM's checkpoint: slot `.0`.
+    Disk(usize),
+    /// The whole disk of slot `.0`.
     DiskImage(usize),
-    /// The root directory of volume `.1` of checkpoint `.0`.
+    /// The root directory of volume `.1` of slot `.0`.
     Volume(usize, usize),
     Guest(usize, usize, NodeId),
 }
@@ -52,7 +62,7 @@ pub struct Entry {
     pub kind: FileKind,
 }
 
-/// What a checkpoint opens on first use.
+/// What a disk state opens on first use.
 #[derive(Default)]
 struct Opened {
     disk: OnceLock<Arc<LayeredDisk>>,
@@ -68,7 +78,8 @@ struct Numbers {
 }
 
 pub struct Vfs {
-    tree: CheckpointTree,
+    source: Source,
+    layout: Layout,
     fs_options: FsOptions,
     opened: Vec<Opened>,
     numbers: Mutex<Numbers>,
@@ -81,10 +92,22 @@ pub struct Vfs {
 }
 
 impl Vfs {
+    /// The tree of a disk file's checkpoints.
     pub fn new(tree: CheckpointTree, fs_options: FsOptions) -> Self {
-        let opened = tree.checkpoints.iter().map(|_| Opened::default()).collect();
+        Self::of(Source::Disk(tree), fs_options)
+    }
+
+    /// The tree of a VM's checkpoints and disks.
+    pub fn of_vm(vm: Vm, fs_options: FsOptions) -> Self {
+        Self::of(Source::Vm(vm), fs_options)
+    }
+
+    pub fn of(source: Source, fs_options: FsOptions) -> Self {
+        let layout = Layout::new(&source);
+        let opened = layout.states.iter().map(|_| Opened::default()).collect();
         let vfs = Vfs {
-            tree,
+            source,
+            layout,
             fs_options,
             opened,
             numbers: Mutex::new(Numbers::default()),
@@ -105,8 +128,13 @@ impl Vfs {
         self
     }
 
-    pub fn tree(&self) -> &CheckpointTree {
-        &self.tree
+    /// What the tree was opened from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     fn ino(&self, node: Node) -> Ino {
@@ -128,34 +156,47 @@ impl Vfs {
             .ok_or_else(|| Error::NotFound(format!("node {ino}")))
     }
 
-    /// The whole virtual disk of checkpoint `ci`.
-    pub fn disk(&self, ci: usize) -> Arc<LayeredDisk> {
-        self.disk_ref(ci).clone()
+    /// The disk state that slot `slot` shows, or why it cannot be read.
+    fn state_of(&self, slot: usize) -> Result<usize> {
+        let s = &self.layout.slots[slot];
+        s.state.clone().map_err(|why| Error::Filesystem {
+            fs: "disk",
+            what: format!("{}: {why}", s.label),
+        })
     }
 
-    /// The disk of checkpoint `ci`, borrowed for as long as the tree lives.
-    fn disk_ref(&self, ci: usize) -> &Arc<LayeredDisk> {
-        self.opened[ci]
-            .disk
-            .get_or_init(|| Arc::new(LayeredDisk::new(self.tree.layers(ci), self.cached_runs)))
+    /// The whole virtual disk of state `si` (for a disk file, checkpoint `si`).
+    pub fn disk(&self, si: usize) -> Arc<LayeredDisk> {
+        self.disk_ref(si).clone()
     }
 
-    /// The volumes of checkpoint `ci`, found and opened on first use.
-    pub fn volumes(&self, ci: usize) -> Result<Arc<Volumes>> {
-        self.volumes_ref(ci).cloned()
+    /// The disk of state `si`, borrowed for as long as the tree lives.
+    fn disk_ref(&self, si: usize) -> &Arc<LayeredDisk> {
+        self.opened[si].disk.get_or_init(|| {
+            Arc::new(LayeredDisk::new(
+                self.layout.states[si].layers.clone(),
+                self.cached_runs,
+            ))
+        })
     }
 
-    /// The volumes of checkpoint `ci`, borrowed for as long as the tree lives.
-    fn volumes_ref(&self, ci: usize) -> Result<&Arc<Volumes>> {
-        self.opened[ci]
+    /// The volumes of state `si` (for a disk file, checkpoint `si`), found and opened
+    /// on first use.
+    pub fn volumes(&self, si: usize) -> Result<Arc<Volumes>> {
+        self.volumes_ref(si).cloned()
+    }
+
+    /// The volumes of state `si`, borrowed for as long as the tree lives.
+    fn volumes_ref(&self, si: usize) -> Result<&Arc<Volumes>> {
+        self.opened[si]
             .volumes
             .get_or_init(|| {
-                let disk = self.disk(ci);
+                let disk = self.disk(si);
                 let sector = disk.logical_sector_size();
                 volume::discover(disk, sector, &self.fs_options)
                     .map(Arc::new)
                     .map_err(|e| {
-                        let msg = format!("{}: {e}", self.tree.checkpoints[ci].name);
+                        let msg = format!("{}: {e}", self.layout.states[si].label);
                         log::debug!("{msg}");
                         msg
                     })
@@ -167,20 +208,20 @@ impl Vfs {
             })
     }
 
-    /// The opened filesystem of volume `vi` of checkpoint `ci`.
-    fn guest(&self, ci: usize, vi: usize) -> Result<Arc<dyn GuestFs>> {
-        self.guest_ref(ci, vi).cloned()
+    /// The opened filesystem of volume `vi` of slot `slot`.
+    fn guest(&self, slot: usize, vi: usize) -> Result<Arc<dyn GuestFs>> {
+        self.guest_ref(slot, vi).cloned()
     }
 
-    /// The filesystem of volume `vi` of checkpoint `ci`, borrowed for as long as the
-    /// tree lives.
-    fn guest_ref(&self, ci: usize, vi: usize) -> Result<&Arc<dyn GuestFs>> {
-        let volumes = self.volumes_ref(ci)?;
+    /// The filesystem of volume `vi` of slot `slot`, borrowed for as long as the tree
+    /// lives.
+    fn guest_ref(&self, slot: usize, vi: usize) -> Result<&Arc<dyn GuestFs>> {
+        let volumes = self.volumes_ref(self.state_of(slot)?)?;
         match &volumes.entries[vi].content {
             Content::Filesystem { fs, .. } => Ok(fs),
             Content::Broken { dir, error, .. } => Err(Error::Filesystem {
                 fs: "volume",
-                what: format!("{}/{dir}: {error}", self.tree.checkpoints[ci].name),
+                what: format!("{}/{dir}: {error}", self.layout.slots[slot].label),
             }),
             Content::Hidden { what } => Err(Error::NotFound(what.clone())),
         }
@@ -226,7 +267,7 @@ impl Vfs {
         match node {
             Node::Root => {
                 let newest = self
-                    .tree
+                    .layout
                     .checkpoints
                     .iter()
                     .map(|c| c.modified)
@@ -234,26 +275,27 @@ impl Vfs {
                     .unwrap_or(SystemTime::UNIX_EPOCH);
                 Ok(self.dir_attr(ino, newest, 2))
             }
-            Node::Checkpoint(ci) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
-            Node::DiskImage(ci) => {
-                let c = &self.tree.checkpoints[ci];
-                let size = c.layer.virtual_size();
+            Node::Checkpoint(ci) => Ok(self.dir_attr(ino, self.layout.checkpoints[ci].modified, 2)),
+            Node::Disk(slot) => Ok(self.dir_attr(ino, self.layout.slots[slot].modified, 2)),
+            Node::DiskImage(slot) => {
+                let state = &self.layout.states[self.state_of(slot)?];
+                let size = state.layers.first().map_or(0, |l| l.virtual_size());
                 Ok(Attr {
                     kind: FileKind::File,
                     size,
                     blocks: size.div_ceil(512),
                     perm: 0o444,
                     nlink: 1,
-                    ..self.dir_attr(ino, c.modified, 1)
+                    ..self.dir_attr(ino, state.modified, 1)
                 })
             }
-            Node::Volume(ci, vi) => match self.guest(ci, vi) {
+            Node::Volume(slot, vi) => match self.guest(slot, vi) {
                 Ok(fs) => Ok(Attr {
                     node: ino,
                     ..fs.attr(fs.root())?
                 }),
                 // A volume that failed to open is still a directory; entering it fails.
-                Err(_) => Ok(self.dir_attr(ino, self.tree.checkpoints[ci].modified, 2)),
+                Err(_) => Ok(self.dir_attr(ino, self.layout.slots[slot].modified, 2)),
             },
             Node::Guest(ci, vi, id) => {
                 let fs = self.guest(ci, vi)?;
@@ -274,24 +316,22 @@ impl Vfs {
             kind,
         };
         match node {
-            Node::Root => Ok((0..self.tree.checkpoints.len())
-                .map(|ci| entry(&self.tree.checkpoints[ci].name, Node::Checkpoint(ci), FileKind::Dir))
+            Node::Root => Ok((0..self.layout.checkpoints.len())
+                .map(|ci| entry(&self.layout.checkpoints[ci].name, Node::Checkpoint(ci), FileKind::Dir))
                 .collect()),
-            Node::Checkpoint(ci) => {
-                let mut out = vec![entry(DISK_IMAGE, Node::DiskImage(ci), FileKind::File)];
-                // A disk whose table cannot be read still shows its raw image.
-                if let Ok(volumes) = self.volumes(ci) {
-                    for (vi, v) in volumes.entries.iter().enumerate() {
-                        if let Some(dir) = v.dir() {
-                            out.push(entry(dir, Node::Volume(ci, vi), FileKind::Dir));
-                        }
-                    }
-                }
-                Ok(out)
-            }
-            Node::DiskImage(ci) => Err(Error::NotADirectory(format!(
+            Node::Checkpoint(ci) if self.layout.disk_level => Ok(self.layout.checkpoints[ci]
+                .slots
+                .iter()
+                .map(|&slot| entry(&self.layout.slots[slot].dir, Node::Disk(slot), FileKind::Dir))
+                .collect()),
+            Node::Checkpoint(ci) => match self.layout.checkpoints[ci].slots.first() {
+                Some(&slot) => self.disk_entries(slot),
+                None => Ok(Vec::new()),
+            },
+            Node::Disk(slot) => self.disk_entries(slot),
+            Node::DiskImage(slot) => Err(Error::NotADirectory(format!(
                 "{}/{DISK_IMAGE}",
-                self.tree.checkpoints[ci].name
+                self.layout.slots[slot].label
             ))),
             Node::Volume(..) | Node::Guest(..) => {
                 let (ci, vi, id) = self.guest_node(node).unwrap();
@@ -310,13 +350,42 @@ impl Vfs {
         }
     }
 
+    /// What a disk's directory holds: its raw image and its volumes.
+    fn disk_entries(&self, slot: usize) -> Result<Vec<Entry>> {
+        let si = self.state_of(slot)?;
+        let entry = |name: &str, node: Node, kind| Entry {
+            name: name.into(),
+            ino: self.ino(node),
+            kind,
+        };
+        let mut out = vec![entry(DISK_IMAGE, Node::DiskImage(slot), FileKind::File)];
+        // A disk whose table cannot be read still shows its raw image.
+        if let Ok(volumes) = self.volumes(si) {
+            for (vi, v) in volumes.entries.iter().enumerate() {
+                if let Some(dir) = v.dir() {
+                    out.push(entry(dir, Node::Volume(slot, vi), FileKind::Dir));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The slot whose content directory `node` is, if it is one.
+    fn content_slot(&self, node: Node) -> Option<usize> {
+        match node {
+            Node::Disk(slot) => Some(slot),
+            Node::Checkpoint(ci) if !self.layout.disk_level => self.layout.checkpoints[ci].slots.first().copied(),
+            _ => None,
+        }
+    }
+
     /// The attributes of `name` in directory `parent`.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let node = self.node(parent)?;
         // The raw disk needs no volume opened.
-        if let Node::Checkpoint(ci) = node {
+        if let Some(slot) = self.content_slot(node) {
             if name == DISK_IMAGE {
-                return self.getattr(self.ino(Node::DiskImage(ci)));
+                return self.getattr(self.ino(Node::DiskImage(slot)));
             }
         }
         let fold = match self.guest_node(node) {
@@ -342,8 +411,8 @@ impl Vfs {
 
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
         match self.node(ino)? {
-            Node::DiskImage(ci) => {
-                let disk = self.disk(ci);
+            Node::DiskImage(slot) => {
+                let disk = self.disk(self.state_of(slot)?);
                 let n = disk.size().saturating_sub(offset).min(buf.len() as u64) as usize;
                 disk.read_at(offset, &mut buf[..n])?;
                 Ok(n)
@@ -358,8 +427,8 @@ impl Vfs {
     /// (see [`crate::io::ReadAt::pieces`]): then [`Vfs::read`] reads them.
     pub fn pieces<'a>(&'a self, ino: Ino, offset: u64, len: u64, out: &mut Vec<Piece<'a>>) -> Result<Option<u64>> {
         match self.node(ino)? {
-            Node::DiskImage(ci) => {
-                let disk = self.disk_ref(ci);
+            Node::DiskImage(slot) => {
+                let disk = self.disk_ref(self.state_of(slot)?);
                 let n = disk.size().saturating_sub(offset).min(len);
                 if n == 0 {
                     return Ok(Some(0));
@@ -474,16 +543,17 @@ impl Vfs {
             // Outside a volume, `df` shows the largest virtual disk as the size, all used.
             None => {
                 let largest = self
-                    .tree
-                    .checkpoints
+                    .layout
+                    .states
                     .iter()
-                    .map(|c| c.layer.virtual_size())
+                    .filter_map(|s| s.layers.first())
+                    .map(|l| l.virtual_size())
                     .max()
                     .unwrap_or(0);
                 Ok(FsStats {
                     block_size: 4096,
                     blocks: largest.div_ceil(4096),
-                    files: self.tree.checkpoints.len() as u64,
+                    files: self.layout.checkpoints.len() as u64,
                     ..FsStats::default()
                 })
             }
@@ -498,7 +568,7 @@ impl Vfs {
             ino = match self.lookup(ino, OsStr::new(part)) {
                 Ok(a) => a.node,
                 Err(Error::NotFound(_)) if ino == ROOT => {
-                    let names: Vec<&str> = self.tree.checkpoints.iter().map(|c| c.name.as_str()).collect();
+                    let names: Vec<&str> = self.layout.checkpoints.iter().map(|c| c.name.as_str()).collect();
                     return Err(Error::NotFound(format!(
                         "{path} (no checkpoint {part:?}; the checkpoints are {})",
                         names.join(", ")

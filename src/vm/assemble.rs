@@ -1,0 +1,245 @@
+//! From a [`Config`] to a [`Vm`]: each disk file the configuration names is found in a
+//! checkpoint tree (discovered once per disk through [`crate::chain`], whatever the
+//! format), checked against the disk's chain, and every checkpoint and disk named.
+//!
+//! A disk that cannot be read at one checkpoint (its file is missing, or is not part of
+//! that disk's chain) is an error for that disk of that checkpoint only: the others
+//! stay readable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::naming::{checkpoint_names, disk_names};
+use super::{Config, ConfigDisk, StateRef, Vm, VmCheckpoint, VmDisk};
+use crate::chain::parent::canonical;
+use crate::chain::{CheckpointTree, DiscoverOptions};
+
+/// Find every disk of every checkpoint of `config`.
+pub fn assemble(config: Config, opts: &DiscoverOptions) -> Vm {
+    let mut trees = Trees::new(opts);
+
+    // Display order: the configuration's checkpoints as a tree (each after its parent,
+    // siblings oldest first), then the running state.
+    let order = display_order(&config);
+    let running = config.checkpoints.len();
+    let mut entries: Vec<Entry> = order
+        .iter()
+        .map(|&i| {
+            let c = &config.checkpoints[i];
+            Entry {
+                title: c.title.clone(),
+                description: c.description.clone(),
+                created: c.created,
+                parent: c.parent,
+                disks: &c.disks,
+                source: i,
+            }
+        })
+        .collect();
+    entries.push(Entry {
+        title: "running state".into(),
+        description: None,
+        created: None,
+        parent: config.current,
+        disks: &config.running,
+        source: running,
+    });
+
+    // Trees from the running disks first: a running disk's chain holds the files of
+    // the snapshots taken of it, so one discovery per disk usually finds them all.
+    let mut order_of_locations: Vec<String> = Vec::new();
+    for disk in config.running.iter().chain(entries.iter().flat_map(|e| e.disks.iter())) {
+        if !order_of_locations.contains(&disk.location) {
+            order_of_locations.push(disk.location.clone());
+        }
+    }
+    let mut home: HashMap<String, usize> = HashMap::new();
+    for disk in config.running.iter().chain(entries.iter().flat_map(|e| e.disks.iter())) {
+        if home.contains_key(&disk.location) {
+            continue;
+        }
+        if let Ok((tree, _)) = trees.state_of(disk) {
+            home.insert(disk.location.clone(), tree);
+        }
+    }
+
+    // Each disk's directory: its base file's stem (the root of its home tree).
+    let stems: Vec<String> = order_of_locations
+        .iter()
+        .map(|loc| match home.get(loc) {
+            Some(&t) => stem(&trees.list[t].checkpoints[0].path),
+            None => config
+                .running
+                .iter()
+                .chain(entries.iter().flat_map(|e| e.disks.iter()))
+                .find(|d| &d.location == loc)
+                .map(|d| stem(&d.file))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = stems
+        .iter()
+        .zip(&order_of_locations)
+        .map(|(s, l)| (s.as_str(), l.as_str()))
+        .collect();
+    let dir_of: HashMap<&String, String> = order_of_locations.iter().zip(disk_names(&pairs)).collect();
+
+    let names = checkpoint_names(
+        &entries
+            .iter()
+            .map(|e| (e.created, e.title.as_str(), e.source == running))
+            .collect::<Vec<_>>(),
+    );
+    let position: HashMap<usize, usize> = entries.iter().enumerate().map(|(pos, e)| (e.source, pos)).collect();
+    let mut checkpoints: Vec<VmCheckpoint> = Vec::with_capacity(entries.len());
+    for (pos, (e, name)) in entries.iter().zip(names).enumerate() {
+        let parent = e.parent.and_then(|p| position.get(&p).copied()).filter(|&p| p != pos);
+        let depth = parent.map_or(1, |p: usize| checkpoints.get(p).map_or(1, |c| c.depth + 1));
+        let mut disks: Vec<VmDisk> = e
+            .disks
+            .iter()
+            .map(|d| {
+                let state = trees.state_of(d).and_then(|(tree, ci)| match home.get(&d.location) {
+                    Some(&h) if h != tree => Err(format!(
+                        "{} is not in the chain of disk {} (whose base is {}): the configuration and the disks disagree",
+                        d.file.display(),
+                        d.location,
+                        trees.list[h].checkpoints[0].path.display()
+                    )),
+                    _ => Ok((tree, ci)),
+                });
+                if let Err(why) = &state {
+                    log::warn!("{name}: disk {}: {why}", d.location);
+                }
+                VmDisk {
+                    dir: dir_of[&d.location].clone(),
+                    location: d.location.clone(),
+                    file: d.file.clone(),
+                    snapshot: d.snapshot.clone(),
+                    state,
+                }
+            })
+            .collect();
+        disks.sort_by_key(|d| order_of_locations.iter().position(|l| *l == d.location));
+        checkpoints.push(VmCheckpoint {
+            name,
+            title: e.title.clone(),
+            description: e.description.clone(),
+            created: e.created,
+            parent,
+            depth,
+            current: e.source == running,
+            disks,
+        });
+    }
+    Vm {
+        name: config.name.clone(),
+        config: config.path.clone(),
+        hypervisor: config.hypervisor,
+        checkpoints,
+        trees: trees.list,
+    }
+}
+
+/// A checkpoint before naming: one of the configuration's, or the running state.
+struct Entry<'a> {
+    title: String,
+    description: Option<String>,
+    created: Option<std::time::SystemTime>,
+    parent: Option<usize>,
+    disks: &'a [ConfigDisk],
+    /// Index into the configuration's checkpoints; their count for the running state.
+    source: usize,
+}
+
+/// The configuration's checkpoints in pre-order, siblings oldest first. Parents are
+/// checked to form a tree by each reader; a parent out of range counts as none.
+fn display_order(config: &Config) -> Vec<usize> {
+    let n = config.checkpoints.len();
+    let parent = |i: usize| config.checkpoints[i].parent.filter(|&p| p < n && p != i);
+    let key = |i: &usize| (config.checkpoints[*i].created, *i);
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for i in 0..n {
+        match parent(i) {
+            Some(p) => children[p].push(i),
+            None => roots.push(i),
+        }
+    }
+    roots.sort_by_key(key);
+    children.iter_mut().for_each(|c| c.sort_by_key(key));
+    let mut order = Vec::with_capacity(n);
+    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
+    let mut seen = vec![false; n];
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        order.push(i);
+        stack.extend(children[i].iter().rev());
+    }
+    // Checkpoints on a parent loop are not reached from a root: list them anyway.
+    order.extend((0..n).filter(|&i| !seen[i]));
+    order
+}
+
+/// The checkpoint trees found so far, and where each state is in them.
+struct Trees<'o> {
+    opts: &'o DiscoverOptions,
+    list: Vec<CheckpointTree>,
+    /// (canonical file, state id) → its place.
+    index: HashMap<(PathBuf, Option<String>), StateRef>,
+    /// Files whose discovery failed, with why.
+    failed: HashMap<PathBuf, String>,
+}
+
+impl<'o> Trees<'o> {
+    fn new(opts: &'o DiscoverOptions) -> Self {
+        Trees {
+            opts,
+            list: Vec::new(),
+            index: HashMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    /// Where `disk`'s state is: in a tree already found, else in the tree discovered
+    /// from its file.
+    fn state_of(&mut self, disk: &ConfigDisk) -> Result<StateRef, String> {
+        if !disk.file.is_file() {
+            return Err(format!("{} does not exist", disk.file.display()));
+        }
+        let path = canonical(&disk.file).map_err(|e| e.to_string())?;
+        let key = (path.clone(), disk.snapshot.clone());
+        if let Some(&found) = self.index.get(&key) {
+            return Ok(found);
+        }
+        if let Some(why) = self.failed.get(&path) {
+            return Err(why.clone());
+        }
+        let tree = match CheckpointTree::discover(&path, self.opts) {
+            Ok(t) => t,
+            Err(e) => {
+                self.failed.insert(path, e.to_string());
+                return Err(e.to_string());
+            }
+        };
+        let t = self.list.len();
+        for (ci, c) in tree.checkpoints.iter().enumerate() {
+            self.index
+                .entry((c.path.clone(), c.snapshot.clone()))
+                .or_insert((t, ci));
+        }
+        self.list.push(tree);
+        self.index.get(&key).copied().ok_or_else(|| match &disk.snapshot {
+            Some(id) => format!("{} holds no snapshot {id}", disk.file.display()),
+            None => format!("{} is not in its own tree", disk.file.display()),
+        })
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
