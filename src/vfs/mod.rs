@@ -159,10 +159,9 @@ impl Vfs {
     /// The disk state that slot `slot` shows, or why it cannot be read.
     fn state_of(&self, slot: usize) -> Result<usize> {
         let s = &self.layout.slots[slot];
-        s.state.clone().map_err(|why| Error::Filesystem {
-            fs: "disk",
-            what: format!("{}: {why}", s.label),
-        })
+        s.state
+            .clone()
+            .map_err(|why| Error::Filesystem { fs: "disk", what: why })
     }
 
     /// The whole virtual disk of state `si` (for a disk file, checkpoint `si`).

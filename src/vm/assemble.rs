@@ -109,7 +109,7 @@ pub fn assemble(config: Config, opts: &DiscoverOptions) -> Vm {
                     _ => Ok((tree, ci)),
                 });
                 if let Err(why) = &state {
-                    log::warn!("{name}: disk {}: {why}", d.location);
+                    log::info!("{name}: disk {}: {why}", d.location);
                 }
                 VmDisk {
                     dir: dir_of[&d.location].clone(),

@@ -87,7 +87,7 @@ fn config_in_folder(dir: &Path, choice: &Choice) -> Result<Config> {
 }
 
 /// The first bytes of `path`.
-fn sniff(path: &Path) -> Result<Vec<u8>> {
+pub(super) fn sniff(path: &Path) -> Result<Vec<u8>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         what: "cannot read it".into(),

@@ -6,3 +6,4 @@
 pub mod model;
 pub mod vhd_writer;
 pub mod vhdx_writer;
+pub mod vmware_config;

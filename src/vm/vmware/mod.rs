@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use dictionary::{looks_like_dictionary, Dictionary, MAX_DICTIONARY_BYTES};
 
-use super::locate::{read_whole, resolve_named_file};
+use super::locate::{read_whole, resolve_named_file, sniff};
 use super::{Config, ConfigCheckpoint, ConfigDisk};
 use crate::{Error, Result};
 
@@ -105,6 +105,7 @@ fn parse(path: &Path) -> Result<Dictionary> {
 fn is_dictionary_file(path: &Path, is_kind: fn(&Dictionary) -> bool) -> bool {
     let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_DICTIONARY_BYTES);
     small
+        && sniff(path).is_ok_and(|head| looks_like_dictionary(&head))
         && std::fs::read(path)
             .ok()
             .filter(|b| looks_like_dictionary(b))
@@ -115,8 +116,11 @@ fn is_dictionary_file(path: &Path, is_kind: fn(&Dictionary) -> bool) -> bool {
 /// The file of kind `is_kind` that belongs with `path`: the one of the same stem with
 /// extension `ext`, else the only one of that kind in the folder.
 fn sibling(path: &Path, ext: &str, is_kind: fn(&Dictionary) -> bool) -> Option<PathBuf> {
+    // The same stem decides on the text's look alone, so that a damaged file is
+    // reported when it is parsed instead of being passed over.
     let same_stem = path.with_extension(ext);
-    if same_stem.is_file() && is_dictionary_file(&same_stem, is_kind) {
+    let head_looks_right = sniff(&same_stem).is_ok_and(|b| looks_like_dictionary(&b));
+    if same_stem.is_file() && head_looks_right {
         return Some(same_stem);
     }
     let dir = path.parent()?;

@@ -1,0 +1,426 @@
+//! Whole VMware VMs: `ckptfs list/ls/cat/mount VM` where VM is a `.vmx`, its `.vmsd`
+//! or its folder. Each snapshot shows under the name the admin gave (with its time, so
+//! `ls` sorts by it), the running state as `current`, one directory per disk; each
+//! disk of each snapshot is the state of the file the `.vmsd` says was frozen.
+//!
+//! The configurations come from tests/support/vmware_config.rs. The disks are, first,
+//! the demo VHDX chain in images/ (the VM layer does not care which format a disk file
+//! has), then VMDK delta chains that qemu-img writes, whose every state is compared
+//! with the raw disk it was made from.
+
+mod support;
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::vmware_config::{DiskEntry, Snapshot, VmConfig};
+use util::{assert_same_bytes, ckptfs, have_tool};
+
+const BASE: &str = "Win11.vhdx";
+const MIDDLE: &str = "Win11_8DF296B1-483C-4639-9461-9AE1D1BF6749.avhdx";
+const NEWEST: &str = "Win11_F070DA7E-04A5-4E6A-BB51-CEDCDF74C8E0.avhdx";
+
+/// 2026-11-20T10:15:03Z and 2026-11-21T09:00:12Z (`date -u -d ... +%s`).
+const T1: i64 = 1_795_169_703;
+const T2: i64 = 1_795_251_612;
+const NAME1: &str = "2026-11-20_101503 Fresh install";
+const NAME2: &str = "2026-11-21_090012 Before upgrade";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn can_run() -> bool {
+    if have_tool("tar") {
+        return true;
+    }
+    eprintln!("skipped: needs tar");
+    false
+}
+
+/// The demo chain (base ← middle ← newest) in a temporary directory.
+fn demo_chain() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/demo.tar.gz");
+    util::run("tar", &["-xzf", s(&tarball), "-C", s(dir.path())]);
+    dir
+}
+
+/// The VM every test starts from: two snapshots and the running state on one disk,
+/// a CD-ROM that is not a disk.
+fn demo_vm() -> VmConfig {
+    let mut vm = VmConfig::new("Win11 lab");
+    vm.running = vec![DiskEntry::new("scsi0:0", NEWEST)];
+    vm.cdrom = Some(("sata0:1".into(), r"C:\iso\Win11_23H2.iso".into()));
+    vm.snapshots = vec![
+        Snapshot {
+            slot: 0,
+            uid: 1,
+            parent: None,
+            name: "Fresh install".into(),
+            description: None,
+            created_unix: Some(T1),
+            disks: vec![DiskEntry::new("scsi0:0", BASE)],
+        },
+        Snapshot {
+            slot: 1,
+            uid: 2,
+            parent: Some(1),
+            name: "Before upgrade".into(),
+            description: Some("KB5031455 \"pending\"\nsecond line".into()),
+            created_unix: Some(T2),
+            disks: vec![DiskEntry::new("scsi0:0", MIDDLE)],
+        },
+    ];
+    vm.current = Some(2);
+    vm
+}
+
+fn list_json(target: &[&str]) -> Value {
+    let mut args = vec!["list", "--json"];
+    args.extend(target);
+    serde_json::from_slice(&ckptfs(&args).ok().stdout).unwrap()
+}
+
+fn canonical(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+/// The disk tree's own checkpoint name for `file` (`list --json` of the disk file).
+fn disk_mode_name(disk_file: &Path, file: &Path) -> String {
+    let listed = list_json(&[s(disk_file)]);
+    let want = canonical(file);
+    listed["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["file"] == want.as_str())
+        .unwrap_or_else(|| panic!("{want} not in {listed}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn snapshots_show_under_their_names_with_the_disk_each_froze() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    demo_vm().write(dir.path(), "Win11");
+    let v = list_json(&[s(&dir.path().join("Win11.vmx"))]);
+    assert_eq!(v["vm"]["name"], "Win11 lab");
+    assert_eq!(v["vm"]["hypervisor"], "vmware");
+    assert_eq!(v["vm"]["config"], canonical(&dir.path().join("Win11.vmx")).as_str());
+    let cps = v["checkpoints"].as_array().unwrap();
+    let names: Vec<&str> = cps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [NAME1, NAME2, "current"]);
+    let titles: Vec<&str> = cps.iter().map(|c| c["title"].as_str().unwrap()).collect();
+    assert_eq!(titles[..2], ["Fresh install", "Before upgrade"]);
+    assert_eq!(cps[0]["created"], "2026-11-20T10:15:03Z");
+    assert_eq!(cps[1]["created"], "2026-11-21T09:00:12Z");
+    assert_eq!(cps[1]["description"], "KB5031455 \"pending\"\nsecond line");
+    assert_eq!(cps[0]["parent"], Value::Null);
+    assert_eq!(cps[1]["parent"], NAME1);
+    assert_eq!(cps[2]["parent"], NAME2, "the running state builds on snapshot.current");
+    let current: Vec<bool> = cps.iter().map(|c| c["current"].as_bool().unwrap()).collect();
+    assert_eq!(current, [false, false, true]);
+    for (c, file) in cps.iter().zip([BASE, MIDDLE, NEWEST]) {
+        let disks = c["disks"].as_array().unwrap();
+        assert_eq!(disks.len(), 1, "the CD-ROM is not a disk: {c}");
+        assert_eq!(disks[0]["dir"], "Win11");
+        assert_eq!(disks[0]["location"], "scsi0:0");
+        assert_eq!(disks[0]["file"], canonical(&dir.path().join(file)).as_str());
+        assert_eq!(disks[0]["snapshot"], Value::Null);
+        let vols: Vec<&str> = disks[0]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["dir"].as_str().unwrap())
+            .collect();
+        assert_eq!(vols, ["p1_SYSTEM", "p3_Windows"]);
+    }
+    // The .vmsd and the folder open the same VM.
+    for other in [dir.path().join("Win11.vmsd"), dir.path().to_path_buf()] {
+        assert_eq!(list_json(&[s(&other)]), v, "{}", other.display());
+    }
+}
+
+#[test]
+fn each_snapshot_reads_the_state_of_the_file_it_froze() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    demo_vm().write(dir.path(), "Win11");
+    let vmx = dir.path().join("Win11.vmx");
+    let newest = dir.path().join(NEWEST);
+    for (name, file) in [(NAME1, BASE), (NAME2, MIDDLE), ("current", NEWEST)] {
+        let own = disk_mode_name(&newest, &dir.path().join(file));
+        let vm_disk = ckptfs(["cat", s(&vmx), &format!("{name}/Win11/disk.img")]).ok().stdout;
+        let tree_disk = ckptfs(["cat", s(&newest), &format!("{own}/disk.img")]).ok().stdout;
+        assert_same_bytes(&vm_disk, &tree_disk, name);
+        let vm_ls = ckptfs(["ls", "-R", "-l", s(&vmx), &format!("{name}/Win11/p3_Windows")]).ok();
+        let tree_ls = ckptfs(["ls", "-R", "-l", s(&newest), &format!("{own}/p3_Windows")]).ok();
+        assert_eq!(
+            vm_ls.stdout_str().replace(&format!("{name}/Win11/"), ""),
+            tree_ls.stdout_str().replace(&format!("{own}/"), ""),
+            "{name}"
+        );
+    }
+    // Top levels: checkpoints, then disks.
+    let top = ckptfs(["ls", s(&vmx)]).ok().stdout_str();
+    assert_eq!(top.lines().collect::<Vec<_>>(), [NAME1, NAME2, "current"]);
+    let disks = ckptfs(["ls", s(&vmx), NAME1]).ok().stdout_str();
+    assert_eq!(disks.lines().collect::<Vec<_>>(), ["Win11"]);
+}
+
+#[test]
+fn a_disk_whose_file_is_missing_or_foreign_fails_alone() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    // A file of another VM: the no-table image's base.
+    let other = tempfile::tempdir().unwrap();
+    let tarball = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/no-table.tar.gz");
+    util::run("tar", &["-xzf", s(&tarball), "-C", s(other.path())]);
+    let foreign = other.path().join("no-table.vhdx");
+    assert!(foreign.is_file());
+
+    let mut vm = demo_vm();
+    vm.snapshots[0].disks = vec![DiskEntry::new("scsi0:0", "Win11-gone.vmdk")];
+    vm.snapshots[1].disks = vec![DiskEntry::new("scsi0:0", s(&foreign))];
+    vm.write(dir.path(), "Win11");
+    let vmx = dir.path().join("Win11.vmx");
+    let before = hashes(&[dir.path(), other.path()]);
+
+    let v = list_json(&[s(&vmx)]);
+    let cps = v["checkpoints"].as_array().unwrap();
+    let missing = cps[0]["disks"][0]["error"].as_str().unwrap();
+    assert!(
+        missing.contains("Win11-gone.vmdk") && missing.contains("does not exist"),
+        "{missing}"
+    );
+    let foreign_err = cps[1]["disks"][0]["error"].as_str().unwrap();
+    assert!(
+        foreign_err.contains("not in the chain of disk scsi0:0") && foreign_err.contains("no-table.vhdx"),
+        "{foreign_err}"
+    );
+    assert!(cps[2]["disks"][0].get("error").is_none(), "{}", cps[2]);
+
+    // Reading the broken disks fails in one line; the running state reads.
+    for name in [NAME1, NAME2] {
+        let out = ckptfs(["ls", s(&vmx), &format!("{name}/Win11")]).failed();
+        assert!(out.stderr.lines().count() == 1, "{}", out.stderr);
+    }
+    ckptfs(["ls", s(&vmx), "current/Win11/p3_Windows"]).ok();
+    assert_eq!(hashes(&[dir.path(), other.path()]), before, "nothing is written");
+}
+
+#[test]
+fn broken_snapshot_lists_are_refused_in_one_line_naming_the_file() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    let vmsd = dir.path().join("Win11.vmsd");
+    let cases: Vec<(&str, Box<dyn Fn(&mut VmConfig)>, &str)> = vec![
+        (
+            "unknown parent",
+            Box::new(|vm| vm.snapshots[1].parent = Some(9)),
+            "parent uid 9",
+        ),
+        (
+            "loop",
+            Box::new(|vm| vm.snapshots[0].parent = Some(2)),
+            "lead back to itself",
+        ),
+        (
+            "unknown current",
+            Box::new(|vm| vm.current = Some(7)),
+            "snapshot.current is uid 7",
+        ),
+        (
+            "repeated uid",
+            Box::new(|vm| vm.snapshots[1].uid = 1),
+            "as an earlier snapshot",
+        ),
+    ];
+    for (what, change, expect) in cases {
+        let mut vm = demo_vm();
+        change(&mut vm);
+        vm.write(dir.path(), "Win11");
+        let out = ckptfs(["list", s(&dir.path().join("Win11.vmx"))]).failed();
+        assert!(out.stderr.contains(expect), "{what}: {}", out.stderr);
+        assert!(out.stderr.contains(s(&vmsd)), "{what}: names the file: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
+    }
+    // A line that is not `key = "value"`.
+    demo_vm().write(dir.path(), "Win11");
+    let mut text = std::fs::read_to_string(&vmsd).unwrap();
+    text.push_str("snapshot1.displayName = \"unterminated\n");
+    std::fs::write(&vmsd, text).unwrap();
+    let out = ckptfs(["list", s(&dir.path().join("Win11.vmx"))]).failed();
+    assert!(
+        out.stderr.contains("closing quote") && out.stderr.contains("line "),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_folder_with_several_vms_needs_vm_to_pick_one() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    demo_vm().write(dir.path(), "Win11");
+    let mut clone = demo_vm();
+    clone.display_name = "Win11 clone".into();
+    clone.snapshots.clear();
+    clone.current = None;
+    clone.write(dir.path(), "Win11-clone");
+
+    let out = ckptfs(["list", s(dir.path())]).failed();
+    assert!(
+        out.stderr.contains("--vm") && out.stderr.contains("\"Win11 lab\"") && out.stderr.contains("\"Win11 clone\""),
+        "{}",
+        out.stderr
+    );
+    let v = list_json(&[s(dir.path()), "--vm", "Win11 clone"]);
+    assert_eq!(v["vm"]["name"], "Win11 clone");
+    let names: Vec<&str> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["current"], "a VM without snapshots shows its running state");
+    // By file name too.
+    let v = list_json(&[s(dir.path()), "--vm", "Win11.vmx"]);
+    assert_eq!(v["vm"]["name"], "Win11 lab");
+    let out = ckptfs(["list", s(dir.path()), "--vm", "nope"]).failed();
+    assert!(out.stderr.contains("no VM named \"nope\""), "{}", out.stderr);
+    // A folder without a VM.
+    let empty = tempfile::tempdir().unwrap();
+    let out = ckptfs(["list", s(empty.path())]).failed();
+    assert!(out.stderr.contains("no VM configuration"), "{}", out.stderr);
+}
+
+#[test]
+fn disks_are_named_by_their_base_file_and_independent_disks_only_show_where_listed() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    // A second disk: a copy of the demo base in a subfolder, so its stem clashes.
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::copy(dir.path().join(BASE), dir.path().join("data").join(BASE)).unwrap();
+    let mut vm = demo_vm();
+    vm.running.push(DiskEntry::new("scsi0:1", "data/Win11.vhdx"));
+    vm.independent.push("scsi0:1".into());
+    vm.write(dir.path(), "Win11");
+    let v = list_json(&[s(&dir.path().join("Win11.vmx"))]);
+    let cps = v["checkpoints"].as_array().unwrap();
+    let dirs = |c: &Value| -> Vec<String> {
+        c["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["dir"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(dirs(&cps[0]), ["Win11 (scsi0-0)"]);
+    assert_eq!(dirs(&cps[2]), ["Win11 (scsi0-0)", "Win11 (scsi0-1)"]);
+    assert_eq!(
+        cps[2]["disks"][1]["file"],
+        canonical(&dir.path().join("data").join(BASE)).as_str()
+    );
+    let top = ckptfs(["ls", s(&dir.path().join("Win11.vmx")), "current"])
+        .ok()
+        .stdout_str();
+    assert_eq!(top.lines().collect::<Vec<_>>(), ["Win11 (scsi0-0)", "Win11 (scsi0-1)"]);
+}
+
+#[test]
+fn windows_1252_configurations_keep_their_names() {
+    if !can_run() {
+        return;
+    }
+    let dir = demo_chain();
+    let mut vm = demo_vm();
+    vm.encoding = "windows-1252".into();
+    vm.display_name = "Büro-PC €".into();
+    vm.snapshots[0].name = "Vor dem Update (Größe)".into();
+    vm.write(dir.path(), "Win11");
+    assert!(std::str::from_utf8(&std::fs::read(dir.path().join("Win11.vmsd")).unwrap()).is_err());
+    let v = list_json(&[s(&dir.path().join("Win11.vmx"))]);
+    assert_eq!(v["vm"]["name"], "Büro-PC €");
+    assert_eq!(v["checkpoints"][0]["title"], "Vor dem Update (Größe)");
+    assert_eq!(v["checkpoints"][0]["name"], "2026-11-20_101503 Vor dem Update (Größe)");
+}
+
+#[test]
+fn the_mount_shows_checkpoint_disk_volume() {
+    if !can_run() || !util::can_fuse_mount() {
+        return;
+    }
+    let dir = demo_chain();
+    let mut vm = demo_vm();
+    vm.snapshots[0].disks = vec![DiskEntry::new("scsi0:0", "Win11-gone.vmdk")];
+    vm.write(dir.path(), "Win11");
+    let vmx = dir.path().join("Win11.vmx");
+    let mnt = tempfile::tempdir().unwrap();
+    ckptfs(["mount", s(&vmx), s(mnt.path())]).ok();
+    let result = std::panic::catch_unwind(|| {
+        let mut top: Vec<String> = std::fs::read_dir(mnt.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, [NAME1, NAME2, "current"]);
+        let disk = mnt.path().join(NAME2).join("Win11");
+        let img = std::fs::read(disk.join("disk.img")).unwrap();
+        let cli = ckptfs(["cat", s(&vmx), &format!("{NAME2}/Win11/disk.img")]).ok().stdout;
+        assert_same_bytes(&img, &cli, "disk.img through the mount");
+        assert!(disk.join("p3_Windows").join("Windows").is_dir());
+        // The snapshot whose file is missing: its disk directory fails with EIO.
+        let broken = std::fs::read_dir(mnt.path().join(NAME1).join("Win11"));
+        assert_eq!(broken.err().and_then(|e| e.raw_os_error()), Some(libc::EIO));
+    });
+    ckptfs(["umount", s(mnt.path())]).ok();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Content hashes and modification times of every file under `dirs`.
+fn hashes(dirs: &[&Path]) -> Vec<(PathBuf, String, std::time::SystemTime)> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    for d in dirs {
+        let mut entries: Vec<PathBuf> = walk(d);
+        entries.sort();
+        for p in entries {
+            let bytes = std::fs::read(&p).unwrap();
+            let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+            out.push((p, format!("{:x}", Sha256::digest(&bytes)), mtime));
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
