@@ -220,6 +220,11 @@ fn partition_table() {
 }
 
 #[test]
+fn vmware_config() {
+    run_target("vmware_config");
+}
+
+#[test]
 fn vhd_footer() {
     run_target("vhd_footer");
 }

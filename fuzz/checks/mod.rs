@@ -32,6 +32,7 @@ pub mod vhd_footer;
 pub mod vhd_parent_locator;
 pub mod vhd_seeds;
 pub mod vhdx_file;
+pub mod vmware_config;
 
 use ckptfs::format::vhdx::VhdxError;
 
@@ -59,6 +60,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("vhd_parent_locator", vhd_parent_locator::check),
     ("vhd_file", vhd_file::check),
     ("chain_discovery", chain_discovery::check),
+    ("vmware_config", vmware_config::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,
