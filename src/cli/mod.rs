@@ -23,7 +23,7 @@ use crate::{Error, Result};
 #[command(
     name = "ckptfs",
     version,
-    about = "Browse every state of a checkpoint tree (Hyper-V VHDX/AVHDX, VHD/AVHD), read-only"
+    about = "Browse every state of a checkpoint tree (Hyper-V VHDX/AVHDX, VHD/AVHD) or of a VMware VM's snapshots, read-only"
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
@@ -51,7 +51,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List a directory of the tree: `<checkpoint>/<volume>/<guest path>`.
+    /// List a directory of the tree: `<checkpoint>/<volume>/<guest path>` (for a VM,
+    /// `<checkpoint>/<disk>/<volume>/<guest path>`).
     Ls {
         #[command(flatten)]
         image: ImageArgs,
@@ -88,7 +89,8 @@ pub enum Command {
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },
-    /// Mount the tree read-only: MOUNTPOINT/<checkpoint>/<volume>/...
+    /// Mount the tree read-only: MOUNTPOINT/<checkpoint>/<volume>/... (for a VM,
+    /// MOUNTPOINT/<checkpoint>/<disk>/<volume>/...)
     ///
     /// Returns once the mount is ready and serves it in the background (FUSE), unless -f.
     Mount(mount::MountArgs),
