@@ -413,3 +413,28 @@ fn guest_ext4_through_every_subformat() {
         assert_eq!(note, b"hello from a vmdk\n", "{sub}");
     }
 }
+
+/// A 62 TB monolithicSparse disk (VMFS's largest) opens at once: nothing is read in
+/// proportion to its size, and its last sectors read back.
+#[test]
+fn a_62_tb_sparse_disk_opens_at_once() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.vmdk");
+    let size: u64 = 62 << 40;
+    run("qemu-img", &["create", "-q", "-f", "vmdk", s(&p), "62T"]);
+    run(
+        "qemu-io",
+        &["-f", "vmdk", "-c", &format!("write -P 0x62 {} 4k", size - 4096), s(&p)],
+    );
+    let t = std::time::Instant::now();
+    let tree = CheckpointTree::discover(&p, &DiscoverOptions::default()).unwrap();
+    let disk = tree.disk(0);
+    let mut b = vec![0u8; 8192];
+    disk.read_at(size - 8192, &mut b).unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(disk.size(), size);
+    assert!(b[..4096].iter().all(|&x| x == 0) && b[4096..].iter().all(|&x| x == 0x62));
+}
