@@ -463,3 +463,78 @@ fn a_62_tb_sparse_disk_opens_at_once() {
     assert_eq!(disk.size(), size);
     assert!(b[..4096].iter().all(|&x| x == 0) && b[4096..].iter().all(|&x| x == 0x62));
 }
+
+/// parentFileNameHint as ESXi, Windows and a moved folder write it: each finds the
+/// parent by its file name beside the child, or in --search-dir.
+#[test]
+fn parent_hints_of_every_form() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.vmdk");
+    let child = dir.path().join("child.vmdk");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=monolithicFlat",
+            s(&base),
+            "2M",
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=twoGbMaxExtentSparse",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            s(&child),
+        ],
+    );
+    run("qemu-io", &["-f", "vmdk", "-c", "write -P 0x3c 4k 4k", s(&child)]);
+    let text = std::fs::read_to_string(&child).unwrap();
+    assert!(text.contains("parentFileNameHint=\"base.vmdk\""), "{text}");
+    for hint in [
+        "/vmfs/volumes/datastore1/vm/base.vmdk",
+        r"C:\Users\me\Virtual Machines\vm\base.vmdk",
+        r"..\other\BASE.vmdk",
+    ] {
+        std::fs::write(
+            &child,
+            text.replace(
+                "parentFileNameHint=\"base.vmdk\"",
+                &format!("parentFileNameHint=\"{hint}\""),
+            ),
+        )
+        .unwrap();
+        let files = checkpoint_files(&child);
+        assert_eq!(files.len(), 2, "{hint}");
+        let disk = cat_disk(&child, &files[1].0);
+        assert!(disk[4096..8192].iter().all(|&b| b == 0x3c), "{hint}");
+    }
+    // The parent moved away: found with --search-dir.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for f in ["base.vmdk", "base-flat.vmdk"] {
+        std::fs::rename(dir.path().join(f), elsewhere.path().join(f)).unwrap();
+    }
+    let out = ckptfs(["list", s(&child)]).failed();
+    assert!(
+        out.stderr.contains("parent not found") && out.stderr.contains("--search-dir"),
+        "{}",
+        out.stderr
+    );
+    let v = list_json(&child, &["--search-dir", s(elsewhere.path())]);
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 2);
+}
