@@ -741,15 +741,18 @@ fn open_extent(
     }
     let name = line.file.clone().unwrap_or_default();
     let path = extent_path(dir, &name);
-    let file = ImageFile::open(&path).map_err(|_| {
-        Error::vmdk(
+    // A file that exists but cannot be opened (permissions, too many open files) keeps
+    // its own error; only a file that is not there is "missing".
+    let file = ImageFile::open(&path).map_err(|e| match std::fs::symlink_metadata(&path) {
+        Ok(_) => e,
+        Err(_) => Error::vmdk(
             descriptor,
             VmdkError::MissingExtent {
                 line: line.line,
                 name: name.clone(),
                 path: path.clone(),
             },
-        )
+        ),
     })?;
     let e = |source| Error::vmdk(&path, source);
     let kind = match line.kind {
