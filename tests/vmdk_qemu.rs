@@ -538,3 +538,32 @@ fn parent_hints_of_every_form() {
     let v = list_json(&child, &["--search-dir", s(elsewhere.path())]);
     assert_eq!(v["checkpoints"].as_array().unwrap().len(), 2);
 }
+
+/// A disk of 300 extent files opens under a soft limit of 64 open files: ckptfs raises
+/// its soft limit to the hard one (an extent file stays open while the disk is).
+#[test]
+fn many_extent_files_need_no_ulimit() {
+    if !have_tool("sh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut desc = String::from(
+        "# Disk DescriptorFile\nversion=1\nCID=00000300\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentFlat\"\n",
+    );
+    for i in 0..300u32 {
+        let name = format!("many-f{i:03}.vmdk");
+        std::fs::write(dir.path().join(&name), [i as u8; 512]).unwrap();
+        desc += &format!("RW 1 FLAT \"{name}\" 0\n");
+    }
+    let p = dir.path().join("many.vmdk");
+    std::fs::write(&p, desc).unwrap();
+    let script = format!(
+        "ulimit -Sn 64 && '{}' cat '{}' 01_current/disk.img",
+        env!("CARGO_BIN_EXE_ckptfs"),
+        p.display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<u8> = (0..300u32).flat_map(|i| [i as u8; 512]).collect();
+    assert_same_bytes(&out.stdout, &want, "300 extents");
+}
