@@ -226,7 +226,8 @@ fn broken_snapshot_lists_are_refused_in_one_line_naming_the_file() {
     }
     let dir = demo_chain();
     let vmsd = dir.path().join("Win11.vmsd");
-    let cases: Vec<(&str, Box<dyn Fn(&mut VmConfig)>, &str)> = vec![
+    type Damage = Box<dyn Fn(&mut VmConfig)>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "unknown parent",
             Box::new(|vm| vm.snapshots[1].parent = Some(9)),
@@ -451,7 +452,11 @@ fn qemu_base(dir: &Path, name: &str, raw: &[u8], subformat: &str) {
     let raw_path = dir.join(format!("{name}.raw-input"));
     std::fs::write(&raw_path, raw).unwrap();
     let opt = format!("subformat={subformat}");
-    run_in(dir, "qemu-img", &["convert", "-f", "raw", "-O", "vmdk", "-o", &opt, s(&raw_path), name]);
+    run_in(
+        dir,
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "vmdk", "-o", &opt, s(&raw_path), name],
+    );
     std::fs::remove_file(raw_path).unwrap();
 }
 
@@ -462,7 +467,9 @@ fn qemu_delta(dir: &Path, name: &str, parent: &str, parent_raw: &[u8], raw: &[u8
     run_in(
         dir,
         "qemu-img",
-        &["create", "-q", "-f", "vmdk", "-o", &opt, "-b", parent, "-F", "vmdk", name],
+        &[
+            "create", "-q", "-f", "vmdk", "-o", &opt, "-b", parent, "-F", "vmdk", name,
+        ],
     );
     let mut commands: Vec<String> = Vec::new();
     let chunks = tempfile::tempdir().unwrap();
@@ -503,7 +510,18 @@ fn ext4_state(work: &Path, parent: Option<&[u8]>, files: &Files, size: usize) ->
             let size_arg = format!("{}k", size / 1024);
             util::run(
                 "mkfs.ext4",
-                &["-q", "-F", "-L", "Win11", "-b", "4096", "-d", s(&src), s(&img), &size_arg],
+                &[
+                    "-q",
+                    "-F",
+                    "-L",
+                    "Win11",
+                    "-b",
+                    "4096",
+                    "-d",
+                    s(&src),
+                    s(&img),
+                    &size_arg,
+                ],
             );
         }
         Some(raw) => {
@@ -586,15 +604,51 @@ fn vmdk_vm(dir: &Path) -> Vec<VmdkState> {
     qemu_base(dir, "Win11.vmdk", &a, "monolithicSparse");
     qemu_delta(dir, "Win11-000002.vmdk", "Win11.vmdk", &a, &b, "monolithicSparse");
     qemu_delta(dir, "Win11-000003.vmdk", "Win11.vmdk", &a, &d, "monolithicSparse");
-    qemu_delta(dir, "Win11-000004.vmdk", "Win11-000003.vmdk", &d, &e, "monolithicSparse");
+    qemu_delta(
+        dir,
+        "Win11-000004.vmdk",
+        "Win11-000003.vmdk",
+        &d,
+        &e,
+        "monolithicSparse",
+    );
     qemu_base(dir, "data.vmdk", &data_a, "twoGbMaxExtentSparse");
-    qemu_delta(dir, "data-000002.vmdk", "data.vmdk", &data_a, &data_b, "twoGbMaxExtentSparse");
-    qemu_delta(dir, "data-000003.vmdk", "data.vmdk", &data_a, &data_d, "twoGbMaxExtentSparse");
-    qemu_delta(dir, "data-000004.vmdk", "data-000003.vmdk", &data_d, &data_e, "twoGbMaxExtentSparse");
+    qemu_delta(
+        dir,
+        "data-000002.vmdk",
+        "data.vmdk",
+        &data_a,
+        &data_b,
+        "twoGbMaxExtentSparse",
+    );
+    qemu_delta(
+        dir,
+        "data-000003.vmdk",
+        "data.vmdk",
+        &data_a,
+        &data_d,
+        "twoGbMaxExtentSparse",
+    );
+    qemu_delta(
+        dir,
+        "data-000004.vmdk",
+        "data-000003.vmdk",
+        &data_d,
+        &data_e,
+        "twoGbMaxExtentSparse",
+    );
 
     let disks = |n: &str| {
-        let sys = if n.is_empty() { "Win11.vmdk".to_string() } else { format!("Win11-{n}.vmdk") };
-        let data = if n.is_empty() { "data.vmdk".to_string() } else { format!("data-{n}.vmdk") };
+        let sys = if n.is_empty() {
+            "Win11.vmdk".to_string()
+        } else {
+            format!("Win11-{n}.vmdk")
+        };
+        let data = if n.is_empty() {
+            "data.vmdk".to_string()
+        } else {
+            format!("data-{n}.vmdk")
+        };
         vec![DiskEntry::new("scsi0:0", &sys), DiskEntry::new("scsi0:1", &data)]
     };
     let snapshot = |slot, uid, parent, name: &str, t, n: &str| Snapshot {
@@ -628,10 +682,30 @@ fn vmdk_vm(dir: &Path) -> Vec<VmdkState> {
     let files_d = merged(&base_files, &branch);
     let files_e = merged(&files_d, &running);
     vec![
-        VmdkState { dir_name: "2026-11-20_101503 Before upgrade".into(), system: a, files: base_files, data: data_a },
-        VmdkState { dir_name: "2026-11-22_101503 Patched".into(), system: b, files: files_b, data: data_b },
-        VmdkState { dir_name: "2026-11-23_101503 Branch test".into(), system: d, files: files_d, data: data_d },
-        VmdkState { dir_name: "current".into(), system: e, files: files_e, data: data_e },
+        VmdkState {
+            dir_name: "2026-11-20_101503 Before upgrade".into(),
+            system: a,
+            files: base_files,
+            data: data_a,
+        },
+        VmdkState {
+            dir_name: "2026-11-22_101503 Patched".into(),
+            system: b,
+            files: files_b,
+            data: data_b,
+        },
+        VmdkState {
+            dir_name: "2026-11-23_101503 Branch test".into(),
+            system: d,
+            files: files_d,
+            data: data_d,
+        },
+        VmdkState {
+            dir_name: "current".into(),
+            system: e,
+            files: files_e,
+            data: data_e,
+        },
     ]
 }
 
@@ -663,7 +737,12 @@ fn a_vmdk_vm_shows_every_snapshot_of_every_disk_as_the_guest_wrote_it() {
     let parents: Vec<&Value> = cps.iter().map(|c| &c["parent"]).collect();
     assert_eq!(
         parents,
-        [&Value::Null, &Value::from(want[0]), &Value::from(want[0]), &Value::from(want[2])],
+        [
+            &Value::Null,
+            &Value::from(want[0]),
+            &Value::from(want[0]),
+            &Value::from(want[2])
+        ],
         "Patched and Branch test both build on Before upgrade (uid 2 was deleted)"
     );
     let files: Vec<Vec<String>> = cps
@@ -675,7 +754,12 @@ fn a_vmdk_vm_shows_every_snapshot_of_every_disk_as_the_guest_wrote_it() {
                 .iter()
                 .map(|d| {
                     assert!(d.get("error").is_none(), "{d}");
-                    Path::new(d["file"].as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string()
+                    Path::new(d["file"].as_str().unwrap())
+                        .file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_string()
                 })
                 .collect()
         })
@@ -702,8 +786,13 @@ fn a_vmdk_vm_shows_every_snapshot_of_every_disk_as_the_guest_wrote_it() {
             .stdout_str();
         for (path, contents) in &st.files {
             let leaf = Path::new(path).file_name().unwrap().to_str().unwrap();
-            assert!(listed.lines().any(|l| l.ends_with(leaf)), "{name}: {path} not in\n{listed}");
-            let got = ckptfs(["cat", s(&vmx), &format!("{name}/Win11/volume_Win11/{path}")]).ok().stdout;
+            assert!(
+                listed.lines().any(|l| l.ends_with(leaf)),
+                "{name}: {path} not in\n{listed}"
+            );
+            let got = ckptfs(["cat", s(&vmx), &format!("{name}/Win11/volume_Win11/{path}")])
+                .ok()
+                .stdout;
             assert_same_bytes(&got, contents, &format!("{name}/{path}"));
         }
     }
