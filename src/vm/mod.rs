@@ -11,6 +11,7 @@
 
 mod assemble;
 mod error;
+pub mod hyperv;
 mod locate;
 mod naming;
 pub mod vmware;

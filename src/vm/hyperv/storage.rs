@@ -1,0 +1,1005 @@
+//! The Hyper-V configuration container ("HyperVStorage", VmDataStore): `.vmcx`, `.VMRS`
+//! and the host's `data.vmcx`. A key/value tree (like a registry hive) kept in fixed
+//! tables, with two headers and a replay log for crash safety.
+//!
+//! Layout, as public readers describe it (dissect.hypervisor, read only) and as every
+//! sample in `../shared/samples/hyperv-config/` was checked to hold (all integers
+//! little-endian, structures packed):
+//!
+//! - Two headers at 0x0 and 0x1000 (46 bytes): signature 0x01282014, CRC, sequence
+//!   (u16), version (0x400), alignment, replay-log offset and size, header size. The
+//!   valid one with the higher sequence is used.
+//! - The replay log (34-byte header: signature 0x01110003, CRC, entry count, maximum),
+//!   then 28-byte entries (target offset u64, size u32, data offset in the log u32, a
+//!   zero u32, entry CRC, data CRC). Entries beyond the count are left over from earlier
+//!   writes. A count above zero means a write was interrupted: the entries are applied,
+//!   in order, to a copy in memory before anything else is read.
+//! - The object table at 0x2000 (signature 0x01110001, count), 18-byte entries: type,
+//!   CRC, offset u64, size u32, allocated. Types: 1 object table, 2 key table, 3 file
+//!   (values of 2 KiB and more), 4 free, 5 unknown, 6 replay log, 7 change tracking.
+//! - Key tables (10-byte header: signature 2, index, sequence, CRC), each of its index
+//!   kept at its highest sequence, then key entries to the table's end: a 21-byte
+//!   header (type u8 and flags u8, entry size u32, the parent's table index u16 and
+//!   offset in that table u32 (index 0: a root), CRC, insertion sequence u32, name
+//!   length with its NUL u8), the name, the value. Entry type 1 is free space.
+//!
+//! **Checksums.** Every one is CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320,
+//! initial value and final xor 0xFFFFFFFF: zlib's `crc32`), computed with the checksum
+//! field taken as zero, over: the header's 46 bytes, the replay-log header's 34 bytes,
+//! each log entry's 28 bytes, each log entry's data (stored in its own field, not
+//! zeroed), each object-table entry's 18 bytes (unused ones too), each key table's
+//! 10-byte header (not its entries), and each key entry's header, name and value
+//! (`21 + name length + value size` bytes, where a node's value is 12 bytes and a
+//! value stored in a file object counts as its 12-byte pointer; entries are padded
+//! past that). Free entries carry no checksum (zero). Found by computing these over
+//! every structure of every sample: all of them match, with no exception.
+//!
+//! **What is refused** ([`VmcxError`], with the offset): a file over 64 MiB, neither
+//! header valid (each one's reason given), another version, a replay-log or
+//! object-table or key-table structure with a wrong signature, checksum, or a size
+//! past the file, a dirty log entry that is damaged, an unknown object or key type, a
+//! key entry whose size or value runs past its table, a parent pointer to no entry
+//! or to a value, a loop of parents, a tree deeper than [`MAX_DEPTH`]. **A key entry
+//! whose checksum alone is wrong** is skipped with a warning, with its subtree: its
+//! size was sound, so the table's other entries still parse, and one damaged setting
+//! should not hide the rest of the VM.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// Configurations are small (tens of KiB); a larger file is no configuration.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// How deep keys may nest (real files: under 10).
+pub const MAX_DEPTH: usize = 128;
+
+pub const HEADER_SIGNATURE: u32 = 0x0128_2014;
+pub const HEADER_OFFSETS: [u64; 2] = [0, 0x1000];
+pub const HEADER_LEN: usize = 46;
+pub const VERSION: u32 = 0x400;
+pub const LOG_SIGNATURE: u32 = 0x0111_0003;
+pub const LOG_HEADER_LEN: usize = 34;
+pub const LOG_ENTRY_LEN: usize = 28;
+pub const OBJECT_TABLE_SIGNATURE: u32 = 0x0111_0001;
+pub const OBJECT_TABLE_OFFSET: u64 = 0x2000;
+pub const OBJECT_ENTRY_LEN: usize = 18;
+pub const KEY_TABLE_SIGNATURE: u16 = 2;
+pub const KEY_TABLE_HEADER_LEN: usize = 10;
+pub const KEY_ENTRY_HEADER_LEN: usize = 21;
+/// Key entry flag: the value lives in a file object.
+pub const FLAG_FILE_OBJECT: u8 = 0x01;
+
+/// Object-table entry types.
+pub mod object_type {
+    pub const OBJECT_TABLE: u8 = 1;
+    pub const KEY_TABLE: u8 = 2;
+    pub const FILE: u8 = 3;
+    pub const FREE: u8 = 4;
+    pub const UNKNOWN5: u8 = 5;
+    pub const REPLAY_LOG: u8 = 6;
+    pub const CHANGE_TRACKING: u8 = 7;
+}
+
+/// Key entry types (the low byte of the type field).
+pub mod key_type {
+    pub const FREE: u8 = 1;
+    pub const INT: u8 = 3;
+    pub const UINT: u8 = 4;
+    pub const DOUBLE: u8 = 5;
+    pub const STRING: u8 = 6;
+    pub const ARRAY: u8 = 7;
+    pub const BOOL: u8 = 8;
+    pub const NODE: u8 = 9;
+}
+
+/// What is wrong with a container. Offsets are absolute in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VmcxError {
+    #[error("{size} bytes is too large for a Hyper-V configuration (limit {limit})")]
+    TooLarge { size: u64, limit: u64 },
+
+    #[error("not a Hyper-V configuration container: no header signature 0x01282014 at 0x0 or 0x1000")]
+    NotStorage,
+
+    #[error("no valid header: at 0x0 {first}; at 0x1000 {second}")]
+    Headers { first: String, second: String },
+
+    #[error("header at {offset:#x}: version {version:#x} is not supported (only 0x400)")]
+    Version { offset: u64, version: u32 },
+
+    #[error("{what} at {offset:#x}: {len} bytes run past the end of the file ({file_len} bytes)")]
+    Truncated {
+        what: String,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    },
+
+    #[error("{what} at {offset:#x}: signature {found:#x}, expected {expected:#x}")]
+    Signature {
+        what: String,
+        offset: u64,
+        found: u32,
+        expected: u32,
+    },
+
+    #[error("{what} at {offset:#x}: checksum {stored:#010x}, computed {computed:#010x}")]
+    Checksum {
+        what: String,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+
+    #[error("{what} at {offset:#x}: unknown type {found}")]
+    UnknownType { what: String, offset: u64, found: u32 },
+
+    #[error("key at {offset:#x}: its parent (table {table}, offset {parent_offset:#x}) {what}")]
+    Parent {
+        offset: u64,
+        table: u16,
+        parent_offset: u32,
+        what: &'static str,
+    },
+
+    #[error("key at {offset:#x}: its parents form a loop")]
+    Loop { offset: u64 },
+
+    #[error("{what} at {offset:#x}: {reason}")]
+    Corrupt {
+        what: String,
+        offset: u64,
+        reason: String,
+    },
+}
+
+/// A value of a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    /// A key holding other keys.
+    Node,
+    Int(i64),
+    UInt(u64),
+    Double(f64),
+    /// UTF-16LE text (unpaired surrogates become U+FFFD).
+    String(String),
+    /// Bytes (a FILETIME, an opaque blob).
+    Array(Vec<u8>),
+    Bool(bool),
+}
+
+impl KeyValue {
+    /// The type's name as `info --keys` shows it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            KeyValue::Node => "node",
+            KeyValue::Int(_) => "int",
+            KeyValue::UInt(_) => "uint",
+            KeyValue::Double(_) => "double",
+            KeyValue::String(_) => "string",
+            KeyValue::Array(_) => "bytes",
+            KeyValue::Bool(_) => "bool",
+        }
+    }
+}
+
+impl fmt::Display for KeyValue {
+    /// One line: numbers in decimal, text quoted with escapes, bytes in hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyValue::Node => Ok(()),
+            KeyValue::Int(v) => write!(f, "{v}"),
+            KeyValue::UInt(v) => write!(f, "{v}"),
+            KeyValue::Double(v) => write!(f, "{v}"),
+            KeyValue::String(s) => write!(f, "{s:?}"),
+            KeyValue::Array(b) => {
+                for x in b {
+                    write!(f, "{x:02x}")?;
+                }
+                Ok(())
+            }
+            KeyValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// One key: its name, its value, and (for a node) its children, in the order they
+/// were inserted. Siblings may share a name (lists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub value: KeyValue,
+    /// The entry's flag byte ([`FLAG_FILE_OBJECT`]; 0x02 is seen on some `.VMRS`
+    /// strings, meaning unknown).
+    pub flags: u8,
+    pub children: Vec<Key>,
+}
+
+/// The whole tree of a container. Paths are names joined by `/`, matched exactly
+/// (case-sensitive); in [`KeyTree::all`] a `*` segment matches every name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyTree {
+    pub roots: Vec<Key>,
+}
+
+fn find_all<'a>(level: &'a [Key], segments: &[&str], out: &mut Vec<&'a Key>) {
+    let Some((first, rest)) = segments.split_first() else {
+        return;
+    };
+    for k in level.iter().filter(|k| *first == "*" || k.name == *first) {
+        if rest.is_empty() {
+            out.push(k);
+        } else {
+            find_all(&k.children, rest, out);
+        }
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+impl KeyTree {
+    /// The first key at `path` (`configuration/properties/name`).
+    pub fn get(&self, path: &str) -> Option<&Key> {
+        self.all(path).into_iter().next()
+    }
+
+    /// Every key at `path`, in tree order; `*` matches any one name
+    /// (`configuration/manifest/*`).
+    pub fn all(&self, path: &str) -> Vec<&Key> {
+        let mut out = Vec::new();
+        find_all(&self.roots, &segments(path), &mut out);
+        out
+    }
+
+    /// The text at `path`, if it is a string key.
+    pub fn str(&self, path: &str) -> Option<&str> {
+        self.get(path).and_then(Key::as_str)
+    }
+
+    /// Every key, depth first, with its depth (0 for a root).
+    pub fn walk(&self) -> Vec<(usize, &Key)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(usize, &Key)> = self.roots.iter().rev().map(|k| (0, k)).collect();
+        while let Some((d, k)) = stack.pop() {
+            out.push((d, k));
+            stack.extend(k.children.iter().rev().map(|c| (d + 1, c)));
+        }
+        out
+    }
+}
+
+impl Key {
+    /// The first key at `path` below this one.
+    pub fn get(&self, path: &str) -> Option<&Key> {
+        self.all(path).into_iter().next()
+    }
+
+    /// Every key at `path` below this one (`*` matches any one name).
+    pub fn all(&self, path: &str) -> Vec<&Key> {
+        let mut out = Vec::new();
+        find_all(&self.children, &segments(path), &mut out);
+        out
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            KeyValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An Int or UInt that fits.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.value {
+            KeyValue::Int(v) => Some(v),
+            KeyValue::UInt(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            KeyValue::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.value {
+            KeyValue::Array(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// The header used, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// 0x0 or 0x1000.
+    pub offset: u64,
+    pub sequence: u16,
+    pub version: u32,
+    pub alignment: u32,
+    pub log_offset: u64,
+    pub log_size: u64,
+    pub header_size: u32,
+}
+
+/// A parsed container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storage {
+    pub header: Header,
+    /// Replay-log entries applied in memory (0: the file was closed cleanly).
+    pub replayed: usize,
+    pub tree: KeyTree,
+    /// Things that did not stop the parse (a dirty log replayed, a damaged key
+    /// skipped), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Whether `head` (the file's first bytes) starts like a container: a header
+/// signature at 0x0 or at 0x1000.
+pub fn looks_like_storage(head: &[u8]) -> bool {
+    HEADER_OFFSETS
+        .iter()
+        .any(|&o| u32_at(head, o as usize) == Some(HEADER_SIGNATURE))
+}
+
+fn u8_at(b: &[u8], at: usize) -> Option<u8> {
+    b.get(at).copied()
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// CRC-32 of `b` with the four bytes at `at` taken as zero.
+pub fn crc32_zeroed(b: &[u8], at: usize) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let at = at.min(b.len());
+    let end = at.saturating_add(4).min(b.len());
+    h.update(&b[..at]);
+    h.update(&[0u8; 4][..end - at]);
+    h.update(&b[end..]);
+    h.finalize()
+}
+
+/// `len` bytes at `offset` of `file`, or why not.
+fn slice<'a>(file: &'a [u8], offset: u64, len: u64, what: impl FnOnce() -> String) -> Result<&'a [u8], VmcxError> {
+    let got = usize::try_from(offset)
+        .ok()
+        .zip(usize::try_from(len).ok())
+        .and_then(|(o, l)| file.get(o..o.checked_add(l)?));
+    got.ok_or_else(|| VmcxError::Truncated {
+        what: what(),
+        offset,
+        len,
+        file_len: file.len() as u64,
+    })
+}
+
+/// Check the CRC-32 stored at `at` in `b` (a structure at `offset`).
+fn check_crc(b: &[u8], at: usize, what: impl FnOnce() -> String, offset: u64) -> Result<(), VmcxError> {
+    let stored = u32_at(b, at).unwrap_or(0);
+    let computed = crc32_zeroed(b, at);
+    if stored == computed {
+        Ok(())
+    } else {
+        Err(VmcxError::Checksum {
+            what: what(),
+            offset,
+            stored,
+            computed,
+        })
+    }
+}
+
+/// One header, or why it is not usable.
+fn parse_header(file: &[u8], offset: u64) -> Result<Header, VmcxError> {
+    let b = slice(file, offset, HEADER_LEN as u64, || "header".into())?;
+    let sig = u32_at(b, 0).unwrap_or(0);
+    if sig != HEADER_SIGNATURE {
+        return Err(VmcxError::Signature {
+            what: "header".into(),
+            offset,
+            found: sig,
+            expected: HEADER_SIGNATURE,
+        });
+    }
+    check_crc(b, 4, || "header".into(), offset)?;
+    let h = Header {
+        offset,
+        sequence: u16_at(b, 8).unwrap_or(0),
+        version: u32_at(b, 10).unwrap_or(0),
+        alignment: u32_at(b, 22).unwrap_or(0),
+        log_offset: u64_at(b, 26).unwrap_or(0),
+        log_size: u64_at(b, 34).unwrap_or(0),
+        header_size: u32_at(b, 42).unwrap_or(0),
+    };
+    if h.version != VERSION {
+        return Err(VmcxError::Version {
+            offset,
+            version: h.version,
+        });
+    }
+    Ok(h)
+}
+
+/// The valid header with the higher sequence (the first on a tie).
+pub fn choose_header(file: &[u8]) -> Result<Header, VmcxError> {
+    let first = parse_header(file, HEADER_OFFSETS[0]);
+    let second = parse_header(file, HEADER_OFFSETS[1]);
+    match (first, second) {
+        (Ok(a), Ok(b)) => Ok(if b.sequence > a.sequence { b } else { a }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(a), Err(b)) => {
+            let no_sig = |e: &VmcxError| matches!(e, VmcxError::Signature { .. } | VmcxError::Truncated { .. });
+            if no_sig(&a) && no_sig(&b) && !looks_like_storage(file) {
+                return Err(VmcxError::NotStorage);
+            }
+            // Both are containers of an unknown version: say that, not "damaged".
+            if let (VmcxError::Version { .. }, VmcxError::Version { .. }) = (&a, &b) {
+                return Err(a);
+            }
+            Err(VmcxError::Headers {
+                first: a.to_string(),
+                second: b.to_string(),
+            })
+        }
+    }
+}
+
+/// The file with the replay log's counted entries applied, and how many there were;
+/// `None` for a clean log.
+fn replay(file: &[u8], h: &Header) -> Result<Option<(Vec<u8>, usize)>, VmcxError> {
+    let lo = h.log_offset;
+    let what = || "replay log header".to_string();
+    let lh = slice(file, lo, LOG_HEADER_LEN as u64, what)?;
+    let sig = u32_at(lh, 0).unwrap_or(0);
+    if sig != LOG_SIGNATURE {
+        return Err(VmcxError::Signature {
+            what: what(),
+            offset: lo,
+            found: sig,
+            expected: LOG_SIGNATURE,
+        });
+    }
+    check_crc(lh, 4, what, lo)?;
+    let count = u32_at(lh, 8).unwrap_or(0);
+    let max = u32_at(lh, 13).unwrap_or(0);
+    if count == 0 {
+        return Ok(None);
+    }
+    if count > max {
+        return Err(VmcxError::Corrupt {
+            what: what(),
+            offset: lo,
+            reason: format!("{count} entries, more than its maximum of {max}"),
+        });
+    }
+    // Check every entry before applying any: a damaged entry leaves the state unknown.
+    let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+    for i in 0..u64::from(count) {
+        let eo = lo + LOG_HEADER_LEN as u64 + i * LOG_ENTRY_LEN as u64;
+        let ewhat = || format!("replay log entry {i}");
+        let e = slice(file, eo, LOG_ENTRY_LEN as u64, ewhat)?;
+        check_crc(e, 20, ewhat, eo)?;
+        let target = u64_at(e, 0).unwrap_or(0);
+        let size = u64::from(u32_at(e, 8).unwrap_or(0));
+        let data_at = u64::from(u32_at(e, 12).unwrap_or(0));
+        let data_crc = u32_at(e, 24).unwrap_or(0);
+        if data_at.saturating_add(size) > h.log_size {
+            return Err(VmcxError::Corrupt {
+                what: ewhat(),
+                offset: eo,
+                reason: format!("its data ({size} bytes at {data_at:#x} in the log) runs past the log's {:#x} bytes", h.log_size),
+            });
+        }
+        let data = slice(file, lo + data_at, size, || format!("replay log entry {i}'s data"))?;
+        let computed = crc32fast::hash(data);
+        if computed != data_crc {
+            return Err(VmcxError::Checksum {
+                what: format!("replay log entry {i}'s data"),
+                offset: lo + data_at,
+                stored: data_crc,
+                computed,
+            });
+        }
+        let end = target.saturating_add(size);
+        let overlaps = |a: u64, b: u64| target < b && a < end;
+        if overlaps(0, OBJECT_TABLE_OFFSET) || overlaps(lo, lo.saturating_add(h.log_size)) || end > MAX_FILE_BYTES {
+            return Err(VmcxError::Corrupt {
+                what: ewhat(),
+                offset: eo,
+                reason: format!("it writes {size} bytes at {target:#x}: over the headers, the log itself, or past 64 MiB"),
+            });
+        }
+        writes.push((target, data.to_vec()));
+    }
+    let mut copy = file.to_vec();
+    for (target, data) in &writes {
+        // Checked above: `target + len` is at most 64 MiB.
+        let t = *target as usize;
+        let end = t + data.len();
+        if copy.len() < end {
+            copy.resize(end, 0);
+        }
+        if let Some(dst) = copy.get_mut(t..end) {
+            dst.copy_from_slice(data);
+        }
+    }
+    Ok(Some((copy, writes.len())))
+}
+
+/// An allocated object of the object tables.
+#[derive(Debug, Clone, Copy)]
+struct Object {
+    kind: u8,
+    offset: u64,
+    size: u64,
+}
+
+/// Every allocated object, following nested object tables (each read once).
+fn objects(file: &[u8]) -> Result<Vec<Object>, VmcxError> {
+    let mut out = Vec::new();
+    let mut tables = vec![OBJECT_TABLE_OFFSET];
+    let mut seen = vec![OBJECT_TABLE_OFFSET];
+    while let Some(to) = tables.pop() {
+        let what = || "object table".to_string();
+        let head = slice(file, to, 8, what)?;
+        let sig = u32_at(head, 0).unwrap_or(0);
+        if sig != OBJECT_TABLE_SIGNATURE {
+            return Err(VmcxError::Signature {
+                what: what(),
+                offset: to,
+                found: sig,
+                expected: OBJECT_TABLE_SIGNATURE,
+            });
+        }
+        let count = u64::from(u32_at(head, 4).unwrap_or(0));
+        let entries = slice(file, to + 8, count * OBJECT_ENTRY_LEN as u64, || {
+            format!("object table's {count} entries")
+        })?;
+        for (i, e) in entries.chunks_exact(OBJECT_ENTRY_LEN).enumerate() {
+            let eo = to + 8 + (i * OBJECT_ENTRY_LEN) as u64;
+            let ewhat = || format!("object table entry {i}");
+            check_crc(e, 1, ewhat, eo)?;
+            let kind = u8_at(e, 0).unwrap_or(0);
+            let offset = u64_at(e, 5).unwrap_or(0);
+            let size = u64::from(u32_at(e, 13).unwrap_or(0));
+            let allocated = u8_at(e, 17).unwrap_or(0);
+            if allocated == 0 {
+                continue;
+            }
+            if !(object_type::OBJECT_TABLE..=object_type::CHANGE_TRACKING).contains(&kind) {
+                return Err(VmcxError::UnknownType {
+                    what: ewhat(),
+                    offset: eo,
+                    found: kind.into(),
+                });
+            }
+            if kind == object_type::OBJECT_TABLE && !seen.contains(&offset) {
+                if seen.len() > 64 {
+                    return Err(VmcxError::Corrupt {
+                        what: ewhat(),
+                        offset: eo,
+                        reason: "more than 64 object tables".into(),
+                    });
+                }
+                seen.push(offset);
+                tables.push(offset);
+            }
+            out.push(Object { kind, offset, size });
+        }
+    }
+    Ok(out)
+}
+
+/// A key entry, decoded, before the tree is built.
+struct Entry {
+    /// Absolute offset, for messages.
+    at: u64,
+    parent: (u16, u32),
+    insertion: u32,
+    /// Skipped for its checksum (its key is a placeholder).
+    damaged: bool,
+    key: Key,
+}
+
+/// A key table: (index, sequence, offset, bytes).
+struct Table<'a> {
+    index: u16,
+    sequence: u16,
+    offset: u64,
+    bytes: &'a [u8],
+}
+
+fn key_table<'a>(file: &'a [u8], o: &Object) -> Result<Table<'a>, VmcxError> {
+    let what = || "key table".to_string();
+    let bytes = slice(file, o.offset, o.size, what)?;
+    let h = slice(bytes, 0, KEY_TABLE_HEADER_LEN as u64, what).map_err(|_| VmcxError::Corrupt {
+        what: what(),
+        offset: o.offset,
+        reason: format!("{} bytes cannot hold its header", o.size),
+    })?;
+    let sig = u16_at(h, 0).unwrap_or(0);
+    if sig != KEY_TABLE_SIGNATURE {
+        return Err(VmcxError::Signature {
+            what: what(),
+            offset: o.offset,
+            found: sig.into(),
+            expected: KEY_TABLE_SIGNATURE.into(),
+        });
+    }
+    check_crc(h, 6, what, o.offset)?;
+    let index = u16_at(h, 2).unwrap_or(0);
+    if index == 0 {
+        return Err(VmcxError::Corrupt {
+            what: what(),
+            offset: o.offset,
+            reason: "index 0 (which parent pointers use for \"no parent\")".into(),
+        });
+    }
+    Ok(Table {
+        index,
+        sequence: u16_at(h, 4).unwrap_or(0),
+        offset: o.offset,
+        bytes,
+    })
+}
+
+/// Where a value stored in a file object is, checked against the file objects.
+fn file_object_value<'a>(
+    file: &'a [u8],
+    files: &[Object],
+    size: u32,
+    offset: u64,
+    at: u64,
+) -> Result<&'a [u8], VmcxError> {
+    let what = || "key".to_string();
+    let Some(obj) = files.iter().find(|f| f.offset == offset) else {
+        return Err(VmcxError::Corrupt {
+            what: what(),
+            offset: at,
+            reason: format!("its value points to {offset:#x}, where no file object is"),
+        });
+    };
+    if u64::from(size) > obj.size {
+        return Err(VmcxError::Corrupt {
+            what: what(),
+            offset: at,
+            reason: format!("its value of {size} bytes is larger than its file object ({} bytes)", obj.size),
+        });
+    }
+    slice(file, offset, size.into(), || "file object".into())
+}
+
+/// The entries of one key table. `Ok(Err(reason))` for an entry skipped for its
+/// checksum, with its offset, so that keys below it can be dropped too.
+fn table_entries(
+    file: &[u8],
+    files: &[Object],
+    t: &Table,
+    entries: &mut Vec<Entry>,
+    damaged: &mut Vec<(u64, String)>,
+) -> Result<(), VmcxError> {
+    let b = t.bytes;
+    let mut o = KEY_TABLE_HEADER_LEN;
+    while o + KEY_ENTRY_HEADER_LEN <= b.len() {
+        let at = t.offset + o as u64;
+        let size = u32_at(b, o + 2).unwrap_or(0) as usize;
+        if size == 0 {
+            break;
+        }
+        let corrupt = |reason: String| VmcxError::Corrupt {
+            what: "key".into(),
+            offset: at,
+            reason,
+        };
+        if size < KEY_ENTRY_HEADER_LEN {
+            return Err(corrupt(format!("entry size {size} is less than its header")));
+        }
+        let Some(e) = o.checked_add(size).and_then(|end| b.get(o..end)) else {
+            return Err(corrupt(format!(
+                "entry size {size} runs past its key table (table at {:#x}, {} bytes)",
+                t.offset,
+                b.len()
+            )));
+        };
+        o += size;
+        let kind = u8_at(e, 0).unwrap_or(0);
+        let flags = u8_at(e, 1).unwrap_or(0);
+        if kind == key_type::FREE {
+            continue;
+        }
+        if !(key_type::INT..=key_type::NODE).contains(&kind) {
+            return Err(VmcxError::UnknownType {
+                what: "key".into(),
+                offset: at,
+                found: kind.into(),
+            });
+        }
+        let name_len = usize::from(u8_at(e, 20).unwrap_or(0));
+        let h = KEY_ENTRY_HEADER_LEN;
+        let Some(name_bytes) = e.get(h..h + name_len) else {
+            return Err(corrupt(format!("its name of {name_len} bytes runs past its entry of {size}")));
+        };
+        let Some((&0, name)) = name_bytes.split_last() else {
+            return Err(corrupt("its name has no terminating NUL".into()));
+        };
+        let v = h + name_len;
+        let in_file = flags & FLAG_FILE_OBJECT != 0;
+        let value_len = match kind {
+            key_type::INT | key_type::UINT | key_type::DOUBLE => 8,
+            key_type::BOOL => 4,
+            key_type::NODE => 12,
+            _ if in_file => 12,
+            _ => 4 + u32_at(e, v).map_or(0, |n| n as usize),
+        };
+        let Some(value) = v.checked_add(value_len).and_then(|end| e.get(v..end)) else {
+            return Err(corrupt(format!("its value of {value_len} bytes runs past its entry of {size}")));
+        };
+        let covered = &e[..v + value_len];
+        let stored = u32_at(e, 12).unwrap_or(0);
+        let computed = crc32_zeroed(covered, 12);
+        if stored != computed {
+            let name = String::from_utf8_lossy(name);
+            damaged.push((
+                at,
+                format!("key {name:?} at {at:#x}: checksum {stored:#010x}, computed {computed:#010x}"),
+            ));
+            // Recorded so that its children can be told from orphans.
+            entries.push(Entry {
+                at,
+                parent: (u16_at(e, 6).unwrap_or(0), u32_at(e, 8).unwrap_or(0)),
+                insertion: u32::MAX,
+                damaged: true,
+                key: Key {
+                    name: String::new(),
+                    value: KeyValue::Node,
+                    flags: 0,
+                    children: Vec::new(),
+                },
+            });
+            continue;
+        }
+        let blob = |value: &[u8]| -> Result<Vec<u8>, VmcxError> {
+            if in_file {
+                let size = u32_at(value, 0).unwrap_or(0);
+                let offset = u64_at(value, 4).unwrap_or(0);
+                Ok(file_object_value(file, files, size, offset, at)?.to_vec())
+            } else {
+                Ok(value.get(4..).unwrap_or_default().to_vec())
+            }
+        };
+        let value = match kind {
+            key_type::INT => KeyValue::Int(i64::from_le_bytes(value.try_into().unwrap_or_default())),
+            key_type::UINT => KeyValue::UInt(u64_at(value, 0).unwrap_or(0)),
+            key_type::DOUBLE => KeyValue::Double(f64::from_bits(u64_at(value, 0).unwrap_or(0))),
+            key_type::BOOL => KeyValue::Bool(u32_at(value, 0).unwrap_or(0) != 0),
+            key_type::NODE => KeyValue::Node,
+            key_type::ARRAY => KeyValue::Array(blob(value)?),
+            _ => {
+                let bytes = blob(value)?;
+                if bytes.len() % 2 != 0 {
+                    return Err(corrupt(format!("its UTF-16 string has an odd length, {}", bytes.len())));
+                }
+                let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                KeyValue::String(String::from_utf16_lossy(&units))
+            }
+        };
+        entries.push(Entry {
+            at,
+            parent: (u16_at(e, 6).unwrap_or(0), u32_at(e, 8).unwrap_or(0)),
+            insertion: u32_at(e, 16).unwrap_or(0),
+            damaged: false,
+            key: Key {
+                name: String::from_utf8_lossy(name).into_owned(),
+                value,
+                flags,
+                children: Vec::new(),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Parse a whole container. Never writes; `bytes` is not changed (a dirty log is
+/// replayed into a copy).
+pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(VmcxError::TooLarge {
+            size: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let header = choose_header(bytes)?;
+    let mut warnings = Vec::new();
+    let replayed_copy = replay(bytes, &header)?;
+    let (file, replayed) = match &replayed_copy {
+        Some((copy, n)) => {
+            warnings.push(format!(
+                "the file was not closed cleanly: {n} replay-log entries applied in memory"
+            ));
+            (copy.as_slice(), *n)
+        }
+        None => (bytes, 0),
+    };
+    let objects = objects(file)?;
+    let files: Vec<Object> = objects.iter().filter(|o| o.kind == object_type::FILE).copied().collect();
+
+    // The highest sequence of each index.
+    let mut tables: BTreeMap<u16, Table> = BTreeMap::new();
+    for o in objects.iter().filter(|o| o.kind == object_type::KEY_TABLE) {
+        let t = key_table(file, o)?;
+        match tables.get(&t.index) {
+            Some(old) if old.sequence == t.sequence => {
+                return Err(VmcxError::Corrupt {
+                    what: "key table".into(),
+                    offset: t.offset,
+                    reason: format!(
+                        "index {} with sequence {} as the table at {:#x} too",
+                        t.index, t.sequence, old.offset
+                    ),
+                })
+            }
+            Some(old) if old.sequence > t.sequence => {}
+            _ => {
+                tables.insert(t.index, t);
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    let mut damaged = Vec::new();
+    // Where each entry is: (table index, offset in the table) → index in `entries`.
+    let mut by_place: HashMap<(u16, u32), usize> = HashMap::new();
+    for t in tables.values() {
+        let first = entries.len();
+        table_entries(file, &files, t, &mut entries, &mut damaged)?;
+        for (i, e) in entries.iter().enumerate().skip(first) {
+            by_place.insert((t.index, (e.at - t.offset) as u32), i);
+        }
+    }
+    let tree = build_tree(entries, &by_place, &damaged, &mut warnings)?;
+    Ok(Storage {
+        header,
+        replayed,
+        tree,
+        warnings,
+    })
+}
+
+/// Link entries to their parents; children in insertion order (then by place).
+fn build_tree(
+    entries: Vec<Entry>,
+    by_place: &HashMap<(u16, u32), usize>,
+    damaged: &[(u64, String)],
+    warnings: &mut Vec<String>,
+) -> Result<KeyTree, VmcxError> {
+    let bad: Vec<bool> = entries.iter().map(|e| e.damaged).collect();
+    let is_damaged = |i: usize| bad[i];
+    let n = entries.len();
+    let mut parent: Vec<Option<usize>> = vec![None; n];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let (table, off) = e.parent;
+        if table == 0 {
+            roots.push(i);
+            continue;
+        }
+        let Some(&p) = by_place.get(&(table, off)) else {
+            return Err(VmcxError::Parent {
+                offset: e.at,
+                table,
+                parent_offset: off,
+                what: "is no key entry",
+            });
+        };
+        if !is_damaged(p) && entries[p].key.value != KeyValue::Node {
+            return Err(VmcxError::Parent {
+                offset: e.at,
+                table,
+                parent_offset: off,
+                what: "is a value, not a node",
+            });
+        }
+        parent[i] = Some(p);
+        children[p].push(i);
+    }
+    let order = |v: &mut Vec<usize>| v.sort_by_key(|&i| (entries[i].insertion, entries[i].at));
+    order(&mut roots);
+    for c in &mut children {
+        order(c);
+    }
+    // Depth-first from the roots; whatever is not reached hangs on a loop.
+    let mut depth = vec![usize::MAX; n];
+    let mut stack: Vec<usize> = roots.clone();
+    for &r in &roots {
+        depth[r] = 0;
+    }
+    let mut dropped = vec![false; n];
+    let mut preorder = Vec::with_capacity(n);
+    while let Some(i) = stack.pop() {
+        preorder.push(i);
+        if depth[i] >= MAX_DEPTH {
+            return Err(VmcxError::Corrupt {
+                what: "key".into(),
+                offset: entries[i].at,
+                reason: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
+        }
+        for &c in &children[i] {
+            depth[c] = depth[i] + 1;
+            dropped[c] = dropped[i] || is_damaged(i);
+            stack.push(c);
+        }
+    }
+    if let Some(i) = (0..n).find(|&i| depth[i] == usize::MAX) {
+        // Report an entry on the loop itself: follow parents until one repeats.
+        let mut seen = vec![false; n];
+        let mut j = i;
+        while !seen[j] {
+            seen[j] = true;
+            j = parent[j].unwrap_or(j);
+        }
+        return Err(VmcxError::Loop { offset: entries[j].at });
+    }
+    for (at, msg) in damaged {
+        let below = (0..n)
+            .filter(|&i| dropped[i] && !is_damaged(i))
+            .filter(|&i| {
+                let mut p = parent[i];
+                while let Some(q) = p {
+                    if entries[q].at == *at {
+                        return true;
+                    }
+                    p = parent[q];
+                }
+                false
+            })
+            .count();
+        let rest = if below > 0 {
+            format!(" (with the {below} keys below it)")
+        } else {
+            String::new()
+        };
+        warnings.push(format!("{msg}: key skipped{rest}"));
+    }
+    // Build bottom-up: children before parents (reverse preorder).
+    let mut keys: Vec<Option<Key>> = entries.into_iter().map(|e| Some(e.key)).collect();
+    let mut built: Vec<Option<Vec<Key>>> = vec![None; n];
+    let keep = |i: usize| !dropped[i] && !bad[i];
+    for &i in preorder.iter().rev() {
+        let mut kids = Vec::new();
+        for &c in &children[i] {
+            if keep(c) {
+                if let Some(mut k) = keys[c].take() {
+                    k.children = built[c].take().unwrap_or_default();
+                    kids.push(k);
+                }
+            }
+        }
+        built[i] = Some(kids);
+    }
+    let mut out = Vec::new();
+    for &r in &roots {
+        if keep(r) {
+            if let Some(mut k) = keys[r].take() {
+                k.children = built[r].take().unwrap_or_default();
+                out.push(k);
+            }
+        }
+    }
+    Ok(KeyTree { roots: out })
+}
