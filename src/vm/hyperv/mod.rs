@@ -15,6 +15,12 @@
 
 pub mod storage;
 
+/// The test-only container writer, for the unit tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../tests/support/vmcx_writer.rs"]
+mod test_writer;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1003,3 +1003,342 @@ fn build_tree(
     }
     Ok(KeyTree { roots: out })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::super::test_writer::{fix_crc, item, node, text, write, Item, Options, Value};
+
+    /// The tree the reader should give for `items`.
+    fn expected(items: &[Item]) -> Vec<Key> {
+        items
+            .iter()
+            .map(|i| Key {
+                name: i.name.clone(),
+                flags: i.flags,
+                value: match &i.value {
+                    Value::Node(_) => KeyValue::Node,
+                    Value::Int(v) => KeyValue::Int(*v),
+                    Value::UInt(v) => KeyValue::UInt(*v),
+                    Value::Double(v) => KeyValue::Double(*v),
+                    Value::Str(s) => KeyValue::String(s.clone()),
+                    Value::Bytes(b) => KeyValue::Array(b.clone()),
+                    Value::Bool(b) => KeyValue::Bool(*b),
+                },
+                children: match &i.value {
+                    Value::Node(c) => expected(c),
+                    _ => Vec::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// Clear the file-object flag the writer sets on big values.
+    fn unflag(keys: &mut [Key]) {
+        for k in keys {
+            k.flags &= !FLAG_FILE_OBJECT;
+            unflag(&mut k.children);
+        }
+    }
+
+    fn sample() -> Vec<Item> {
+        vec![node(
+            "configuration",
+            vec![
+                node("properties", vec![text("name", "Win11 – ü"), item("version", Value::Int(2304))]),
+                node(
+                    "list",
+                    vec![
+                        text("entry", "one"),
+                        text("entry", "two"),
+                        item("entry", Value::Bool(true)),
+                        item("n", Value::UInt(u64::MAX)),
+                        item("d", Value::Double(-1.5)),
+                        item("neg", Value::Int(-7)),
+                        item("blob", Value::Bytes(vec![1, 2, 3])),
+                        text("empty", ""),
+                    ],
+                ),
+                node("empty_node", vec![]),
+            ],
+        )]
+    }
+
+    fn parse_ok(b: &[u8]) -> Storage {
+        parse(b).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn written_trees_parse_back_exactly() {
+        let items = sample();
+        let w = write(&items, &Options::default());
+        let s = parse_ok(&w.bytes);
+        assert_eq!(s.tree.roots, expected(&items));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.replayed, 0);
+        assert_eq!(s.header.offset, 0, "sequence 3 at 0x0 beats 2 at 0x1000");
+        assert_eq!(s.tree.str("configuration/properties/name"), Some("Win11 – ü"));
+        let list: Vec<String> = s.tree.all("configuration/list/entry").iter().map(|k| k.value.to_string()).collect();
+        assert_eq!(list, ["\"one\"", "\"two\"", "true"]);
+        assert_eq!(s.tree.all("configuration/*").len(), 3);
+        assert_eq!(s.tree.all("*/*/entry").len(), 3);
+        assert!(s.tree.get("configuration/nothing").is_none());
+    }
+
+    #[test]
+    fn small_tables_padding_big_values_and_stale_tables() {
+        let big = "x".repeat(3000);
+        let items = vec![node(
+            "root",
+            (0..40)
+                .map(|i| text(&format!("k{i}"), &format!("value {i}")))
+                .chain([text("big", &big), item("bytes", Value::Bytes(vec![7; 5000]))])
+                .collect(),
+        )];
+        let opts = Options {
+            table_size: 0x200,
+            pad: 5,
+            stale_tables: true,
+            sequences: [1, 9],
+            ..Options::default()
+        };
+        let w = write(&items, &opts);
+        assert!(w.tables.len() > 3 && w.file_objects.len() == 2);
+        let s = parse_ok(&w.bytes);
+        let mut got = s.tree.roots.clone();
+        unflag(&mut got);
+        assert_eq!(got, expected(&items));
+        assert_eq!(s.header.offset, 0x1000);
+        assert_eq!(s.tree.str("root/big"), Some(big.as_str()));
+    }
+
+    fn kind(e: &VmcxError) -> &'static str {
+        match e {
+            VmcxError::TooLarge { .. } => "too large",
+            VmcxError::NotStorage => "not storage",
+            VmcxError::Headers { .. } => "headers",
+            VmcxError::Version { .. } => "version",
+            VmcxError::Truncated { .. } => "truncated",
+            VmcxError::Signature { .. } => "signature",
+            VmcxError::Checksum { .. } => "checksum",
+            VmcxError::UnknownType { .. } => "unknown type",
+            VmcxError::Parent { .. } => "parent",
+            VmcxError::Loop { .. } => "loop",
+            VmcxError::Corrupt { .. } => "corrupt",
+        }
+    }
+
+    fn err(b: &[u8]) -> VmcxError {
+        match parse(b) {
+            Ok(s) => panic!("parsed: {:?}", s.tree),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn headers() {
+        let w = write(&sample(), &Options::default());
+        // First header damaged: the second is used.
+        let mut b = w.bytes.clone();
+        b[20] ^= 1;
+        assert_eq!(parse_ok(&b).header.offset, 0x1000);
+        // Both damaged: both reasons.
+        b[0x1000 + 20] ^= 1;
+        let e = err(&b);
+        assert_eq!(kind(&e), "headers");
+        assert!(e.to_string().contains("at 0x0 header at 0x0: checksum"), "{e}");
+        // No signature at all.
+        assert_eq!(err(&[0u8; 0x3000]), VmcxError::NotStorage);
+        assert_eq!(err(b"short"), VmcxError::NotStorage);
+        // Another version (checksum fixed): refused as such.
+        let mut b = w.bytes.clone();
+        for h in [0, 0x1000] {
+            b[h + 10] = 0x00;
+            b[h + 11] = 0x05;
+            fix_crc(&mut b, h, 46, 4);
+        }
+        assert!(matches!(err(&b), VmcxError::Version { version: 0x500, .. }));
+        // Truncated inside the key tables.
+        let e = err(&w.bytes[..0x3100]);
+        assert_eq!(kind(&e), "truncated", "{e}");
+        // Too large.
+        let big = vec![0u8; MAX_FILE_BYTES as usize + 1];
+        assert_eq!(kind(&err(&big)), "too large");
+    }
+
+    #[test]
+    fn object_and_key_table_damage() {
+        let w = write(&sample(), &Options::default());
+        // An object-table entry.
+        let mut b = w.bytes.clone();
+        b[0x2008 + 18 * 5 + 7] ^= 1;
+        let e = err(&b);
+        assert_eq!(kind(&e), "checksum");
+        assert!(e.to_string().starts_with("object table entry 5 at 0x2062"), "{e}");
+        // An unknown object type (checksum fixed).
+        let mut b = w.bytes.clone();
+        b[0x2008] = 9;
+        fix_crc(&mut b, 0x2008, 18, 1);
+        assert_eq!(kind(&err(&b)), "unknown type");
+        // The object table's signature.
+        let mut b = w.bytes.clone();
+        b[0x2000] = 0;
+        assert_eq!(kind(&err(&b)), "signature");
+        // A key table header.
+        let mut b = w.bytes.clone();
+        b[w.tables[0] as usize + 4] ^= 1;
+        assert_eq!(kind(&err(&b)), "checksum");
+        // Two tables of one index and sequence.
+        let opts = Options {
+            stale_tables: true,
+            ..Options::default()
+        };
+        let w2 = write(&sample(), &opts);
+        let mut b = w2.bytes.clone();
+        let old = w2.tables[0] as usize - 0x1000;
+        b[old + 4] = 2;
+        fix_crc(&mut b, old, 10, 6);
+        assert_eq!(kind(&err(&b)), "corrupt");
+    }
+
+    /// Change a key entry's bytes and fix its checksum.
+    fn edit_key(b: &mut [u8], at: u64, f: impl FnOnce(&mut [u8])) {
+        let at = at as usize;
+        let kind = b[at];
+        f(&mut b[at..]);
+        let name_len = usize::from(b[at + 20]);
+        let value_len = match kind {
+            3..=5 => 8,
+            8 => 4,
+            9 => 12,
+            _ => 4 + u32::from_le_bytes(b[at + 21 + name_len..][..4].try_into().unwrap()) as usize,
+        };
+        fix_crc(b, at, 21 + name_len + value_len, 12);
+    }
+
+    #[test]
+    fn key_damage() {
+        let w = write(&sample(), &Options::default());
+        // A bad checksum: that key and its subtree are skipped, with a warning.
+        let mut b = w.bytes.clone();
+        let list = w.key_offset("configuration/list") as usize;
+        b[list + 16] ^= 1; // its insertion sequence
+        let s = parse_ok(&b);
+        assert!(s.tree.get("configuration/list").is_none());
+        assert!(s.tree.get("configuration/properties/name").is_some());
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].contains("\"list\"") && s.warnings[0].contains("with the 8 keys below it"), "{:?}", s.warnings);
+        // A size past the table.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration/properties/name"), |e| e[2..6].copy_from_slice(&0x10000u32.to_le_bytes()));
+        let e = err(&b);
+        assert!(e.to_string().contains("runs past its key table"), "{e}");
+        // A size smaller than a header.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration"), |e| e[2..6].copy_from_slice(&5u32.to_le_bytes()));
+        assert_eq!(kind(&err(&b)), "corrupt");
+        // A string length past its entry.
+        let mut b = w.bytes.clone();
+        let at = w.key_offset("configuration/properties/name") as usize;
+        let n = usize::from(b[at + 20]);
+        b[at + 21 + n..][..4].copy_from_slice(&0x100u32.to_le_bytes());
+        let e = err(&b);
+        assert!(e.to_string().contains("value of 260 bytes runs past its entry"), "{e}");
+        // A parent pointer to nothing.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration/properties"), |e| e[8..12].copy_from_slice(&0x11u32.to_le_bytes()));
+        assert_eq!(kind(&err(&b)), "parent");
+        // To a table that does not exist.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration/properties"), |e| e[6..8].copy_from_slice(&7u16.to_le_bytes()));
+        assert_eq!(kind(&err(&b)), "parent");
+        // To a value.
+        let mut b = w.bytes.clone();
+        let name_at = w.key_offset("configuration/properties/name") - w.tables[0];
+        edit_key(&mut b, w.key_offset("configuration/list/n"), |e| e[8..12].copy_from_slice(&(name_at as u32).to_le_bytes()));
+        assert!(err(&b).to_string().contains("is a value, not a node"));
+        // A loop: configuration's parent is its own child.
+        let mut b = w.bytes.clone();
+        let props_at = w.key_offset("configuration/properties") - w.tables[0];
+        edit_key(&mut b, w.key_offset("configuration"), |e| {
+            e[6..8].copy_from_slice(&1u16.to_le_bytes());
+            e[8..12].copy_from_slice(&(props_at as u32).to_le_bytes());
+        });
+        assert_eq!(kind(&err(&b)), "loop");
+        // An unknown key type.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration/list/n"), |e| e[0] = 2);
+        assert_eq!(kind(&err(&b)), "unknown type");
+        // A name without its NUL.
+        let mut b = w.bytes.clone();
+        edit_key(&mut b, w.key_offset("configuration/list/n"), |e| e[21 + 1] = b'x');
+        assert!(err(&b).to_string().contains("no terminating NUL"));
+        // A file-object pointer to no file object.
+        let w3 = write(&[text("big", &"y".repeat(1500))], &Options::default());
+        let mut b = w3.bytes.clone();
+        let at = w3.key_offset("big") as usize;
+        b[at + 21 + 4 + 4..][..8].copy_from_slice(&0x2000u64.to_le_bytes());
+        b[at + 1] = 1;
+        fix_crc(&mut b, at, 21 + 4 + 12, 12);
+        assert!(err(&b).to_string().contains("where no file object is"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut it = item("leaf", Value::Bool(true));
+        for i in 0..MAX_DEPTH + 1 {
+            it = node(&format!("n{i}"), vec![it]);
+        }
+        let w = write(&[it], &Options::default());
+        assert!(err(&w.bytes).to_string().contains("deeper than 128"));
+    }
+
+    #[test]
+    fn dirty_log_is_replayed_in_memory() {
+        let items = sample();
+        let opts = Options {
+            dirty: true,
+            table_size: 0x100,
+            ..Options::default()
+        };
+        let w = write(&items, &opts);
+        let before = w.bytes.clone();
+        let s = parse_ok(&w.bytes);
+        assert_eq!(w.bytes, before);
+        assert_eq!(s.tree.roots, expected(&items));
+        assert_eq!(s.replayed, w.tables.len());
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].contains("not closed cleanly"));
+        // A damaged entry in the counted part: refused.
+        let mut b = w.bytes.clone();
+        b[w.log_offset as usize + 34 + 3] ^= 1;
+        assert_eq!(kind(&err(&b)), "checksum");
+        // Damaged data.
+        let mut b = w.bytes.clone();
+        b[w.log_offset as usize + 0x1000 + 11] ^= 1;
+        assert!(err(&b).to_string().contains("replay log entry 0's data"));
+        // A clean log ignores its left-over entries (junk data for table 1).
+        let w = write(&items, &Options::default());
+        assert_eq!(parse_ok(&w.bytes).tree.roots, expected(&items));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let w = write(&sample(), &Options { table_size: 0x100, ..Options::default() });
+        let mut x: u64 = 0x1234_5678;
+        for _ in 0..3000 {
+            let mut b = w.bytes.clone();
+            for _ in 0..1 + x % 4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x as usize) % b.len();
+                b[at] = (x >> 40) as u8;
+            }
+            let _ = parse(&b);
+            let cut = (x >> 20) as usize % b.len();
+            let _ = parse(&b[..cut]);
+        }
+    }
+}
