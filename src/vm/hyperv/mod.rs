@@ -104,9 +104,12 @@ fn key_time(k: &Key) -> Option<SystemTime> {
 }
 
 /// The facts of a VM (or checkpoint) configuration; `None` if the tree is none (no
-/// `configuration/properties`).
+/// `configuration/properties` with a `name` or `global_id`: a `.VMRS` runtime state
+/// has `properties/version` only).
 pub fn vm_facts(tree: &KeyTree) -> Option<VmFacts> {
-    let props = tree.get("configuration/properties")?;
+    let props = tree
+        .get("configuration/properties")
+        .filter(|p| p.get("name").is_some() || p.get("global_id").is_some())?;
     let s = |k: &Key, p: &str| k.get(p).and_then(Key::as_str).map(str::to_string);
     let generation = props.get("subtype").and_then(Key::as_i64).and_then(|v| match v {
         0 => Some(1),
