@@ -247,8 +247,11 @@ pub fn write(roots: &[Item], opts: &Options) -> Written {
     let mut at = 10usize;
     for l in &mut laid {
         let len = entry_len(l, opts.pad);
-        assert!(10 + len <= opts.table_size, "key {} does not fit a table", l.path);
-        if at + len > opts.table_size {
+        assert!(10 + len + 21 <= opts.table_size, "key {} does not fit a table", l.path);
+        // Leave either nothing or room for a free entry (21 bytes) at a table's end,
+        // as Hyper-V does: readers walk entries to the table's end.
+        let fits = at + len == opts.table_size || at + len + 21 <= opts.table_size;
+        if !fits {
             table += 1;
             at = 10;
         }
@@ -314,6 +317,7 @@ pub fn write(roots: &[Item], opts: &Options) -> Written {
     }
     for (i, img) in images.iter_mut().enumerate() {
         let rest = opts.table_size - ends[i];
+        assert!(rest == 0 || rest >= 21);
         if rest >= 21 {
             img[ends[i]] = 1;
             img[ends[i] + 2..ends[i] + 6].copy_from_slice(&(rest as u32).to_le_bytes());
@@ -481,7 +485,7 @@ pub fn vm_config(name: &str, id: &str, generation: u8, drives: &[(u32, u32, &str
                     item("subtype", Value::Int(i64::from(generation) - 1)),
                     text("type_id", "Virtual Machines"),
                     item("version", Value::Int(2304)),
-                    // 2023-03-09T13:38:59.6929019Z, as in the Generation 2 sample.
+                    // 2023-02-17T17:03:30.381Z, as in the Generation 2 sample.
                     item("creation_time", Value::Bytes(0x01d942f1c29dc03bu64.to_le_bytes().to_vec())),
                 ],
             ),

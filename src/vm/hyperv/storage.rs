@@ -100,7 +100,7 @@ pub enum VmcxError {
     #[error("not a Hyper-V configuration container: no header signature 0x01282014 at 0x0 or 0x1000")]
     NotStorage,
 
-    #[error("no valid header: at 0x0 {first}; at 0x1000 {second}")]
+    #[error("no valid header: {first}; {second}")]
     Headers { first: String, second: String },
 
     #[error("header at {offset:#x}: version {version:#x} is not supported (only 0x400)")]
