@@ -1147,7 +1147,7 @@ mod tests {
         b[0x1000 + 20] ^= 1;
         let e = err(&b);
         assert_eq!(kind(&e), "headers");
-        assert!(e.to_string().contains("at 0x0 header at 0x0: checksum"), "{e}");
+        assert!(e.to_string().contains("no valid header: header at 0x0: checksum"), "{e}");
         // No signature at all.
         assert_eq!(err(&[0u8; 0x3000]), VmcxError::NotStorage);
         assert_eq!(err(b"short"), VmcxError::NotStorage);
