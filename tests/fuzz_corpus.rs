@@ -225,6 +225,11 @@ fn vmware_config() {
 }
 
 #[test]
+fn vmcx() {
+    run_target("vmcx");
+}
+
+#[test]
 fn vhd_footer() {
     run_target("vhd_footer");
 }

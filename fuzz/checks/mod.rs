@@ -32,6 +32,7 @@ pub mod vhd_footer;
 pub mod vhd_parent_locator;
 pub mod vhd_seeds;
 pub mod vhdx_file;
+pub mod vmcx;
 pub mod vmware_config;
 
 use ckptfs::format::vhdx::VhdxError;
@@ -61,6 +62,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("vhd_file", vhd_file::check),
     ("chain_discovery", chain_discovery::check),
     ("vmware_config", vmware_config::check),
+    ("vmcx", vmcx::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,
