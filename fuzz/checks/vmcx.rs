@@ -90,7 +90,10 @@ fn expected(items: &[Item], file_object_min: usize) -> Vec<Key> {
                 Value::UInt(v) => (KeyValue::UInt(*v), false),
                 Value::Double(v) => (KeyValue::Double(*v), false),
                 Value::Bool(v) => (KeyValue::Bool(*v), false),
-                Value::Str(s) => (KeyValue::String(s.clone()), s.encode_utf16().count() * 2 >= file_object_min),
+                Value::Str(s) => (
+                    KeyValue::String(s.clone()),
+                    s.encode_utf16().count() * 2 >= file_object_min,
+                ),
                 Value::Bytes(b) => (KeyValue::Array(b.clone()), b.len() >= file_object_min),
             };
             Key {
@@ -207,7 +210,11 @@ pub fn check(data: &[u8]) {
     let pick = inp.u16();
     let w = write(&items, &opts);
     let mut b = w.bytes.clone();
-    let current = if opts.sequences[1] > opts.sequences[0] { 0x1000 } else { 0 };
+    let current = if opts.sequences[1] > opts.sequences[0] {
+        0x1000
+    } else {
+        0
+    };
     let want = expected(&items, opts.file_object_min);
     trace(|| format!("damage {damage}, {opts:?}, {} keys", w.keys.len()));
 
@@ -255,7 +262,11 @@ pub fn check(data: &[u8]) {
         5 => {
             let end = w.tables.iter().max().map_or(0x3000, |t| *t as usize + table_size);
             let cut = 46 + usize::from(pick) * 7 % (end - 46);
-            assert_eq!(outcome(&b[..cut]).map(|_| ()).unwrap_err().0, "truncated", "cut at {cut:#x}");
+            assert_eq!(
+                outcome(&b[..cut]).map(|_| ()).unwrap_err().0,
+                "truncated",
+                "cut at {cut:#x}"
+            );
             note("truncated");
         }
         6 | 7 => {
@@ -284,11 +295,19 @@ pub fn check(data: &[u8]) {
             }
             let n = candidates[usize::from(pick) % candidates.len()];
             let at = w.keys[n].1 as usize;
-            let table_of = |abs: u64| w.tables.iter().position(|&t| t <= abs && abs < t + table_size as u64).unwrap();
+            let table_of = |abs: u64| {
+                w.tables
+                    .iter()
+                    .position(|&t| t <= abs && abs < t + table_size as u64)
+                    .unwrap()
+            };
             let (pt, po) = if damage == 6 {
                 // Its first child that is a node.
                 let c = first_node_child(n).unwrap();
-                let child = all.iter().position(|(p, _, _)| *p == format!("{}/{c}", all[n].0)).unwrap();
+                let child = all
+                    .iter()
+                    .position(|(p, _, _)| *p == format!("{}/{c}", all[n].0))
+                    .unwrap();
                 let abs = w.keys[child].1;
                 let t = table_of(abs);
                 (t as u16 + 1, (abs - w.tables[t]) as u32)
@@ -358,7 +377,12 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         (
             "vmcx",
             "raw_vm",
-            raw(&vmcx_writer::vm_config("VM", "11111111-2222-3333-4444-555555555555", 2, &[(0, 0, "VHD", r"C:\a.vhdx")])),
+            raw(&vmcx_writer::vm_config(
+                "VM",
+                "11111111-2222-3333-4444-555555555555",
+                2,
+                &[(0, 0, "VHD", r"C:\a.vhdx")],
+            )),
         ),
         ("vmcx", "raw_garbage", vec![0x80, 0x14, 0x20, 0x28, 0x01, 0, 0, 0, 0]),
     ]

@@ -93,7 +93,10 @@ fn facts_text(s: &Storage) -> String {
         line("global id", &opt(&vm.global_id));
         line("logical id", &opt(&vm.logical_id));
         line("created", &vm.created.map(time).unwrap_or_else(|| "-".into()));
-        line("generation", &vm.generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()));
+        line(
+            "generation",
+            &vm.generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+        );
         line("version", &opt(&vm.version));
         line("type", &opt(&vm.type_id));
         let disks = vm.drives.iter().filter(|d| d.is_disk()).count();
@@ -140,8 +143,11 @@ fn facts_json(s: &Storage) -> Value {
             })).collect::<Vec<_>>(),
         })
     });
-    let host = hyperv::host_vms(&s.tree)
-        .map(|v| v.into_iter().map(|(id, path)| json!({"id": id, "path": path})).collect::<Vec<_>>());
+    let host = hyperv::host_vms(&s.tree).map(|v| {
+        v.into_iter()
+            .map(|(id, path)| json!({"id": id, "path": path}))
+            .collect::<Vec<_>>()
+    });
     json!({
         "format": "hyperv-config",
         "header": {"offset": s.header.offset, "sequence": s.header.sequence, "version": s.header.version},

@@ -308,7 +308,10 @@ pub fn write(roots: &[Item], opts: &Options) -> Written {
         fix_crc(&mut e, 0, covered, 12);
         e.resize(len, 0);
         images[l.table][l.offset..l.offset + len].copy_from_slice(&e);
-        keys.push((l.path.clone(), (tables_at + l.table * copies * opts.table_size.next_multiple_of(PAGE)) as u64));
+        keys.push((
+            l.path.clone(),
+            (tables_at + l.table * copies * opts.table_size.next_multiple_of(PAGE)) as u64,
+        ));
     }
     // The rest of each table: one free entry (or zeros if too small for one).
     let mut ends = vec![10usize; table_count];
@@ -434,7 +437,10 @@ pub fn write(roots: &[Item], opts: &Options) -> Written {
 /// `drives`: (controller, drive, type, pathname).
 pub fn vm_config(name: &str, id: &str, generation: u8, drives: &[(u32, u32, &str, &str)]) -> Vec<Item> {
     let (ctl_name, instance) = if generation == 1 {
-        ("Microsoft Emulated IDE Controller", "83f8638b-8dca-4152-9eda-2ca8b33039b4")
+        (
+            "Microsoft Emulated IDE Controller",
+            "83f8638b-8dca-4152-9eda-2ca8b33039b4",
+        )
     } else {
         ("Synthetic SCSI Controller", "dbcf5442-5b2e-4471-9b01-8aa4c5d0d011")
     };
@@ -486,7 +492,10 @@ pub fn vm_config(name: &str, id: &str, generation: u8, drives: &[(u32, u32, &str
                     text("type_id", "Virtual Machines"),
                     item("version", Value::Int(2304)),
                     // 2023-02-17T17:03:30.381Z, as in the Generation 2 sample.
-                    item("creation_time", Value::Bytes(0x01d942f1c29dc03bu64.to_le_bytes().to_vec())),
+                    item(
+                        "creation_time",
+                        Value::Bytes(0x01d942f1c29dc03bu64.to_le_bytes().to_vec()),
+                    ),
                 ],
             ),
             node("settings", vec![node("global", vec![text("logical_id", id)])]),

@@ -145,11 +145,7 @@ pub enum VmcxError {
     Loop { offset: u64 },
 
     #[error("{what} at {offset:#x}: {reason}")]
-    Corrupt {
-        what: String,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { what: String, offset: u64, reason: String },
 }
 
 /// A value of a key.
@@ -374,7 +370,7 @@ pub fn crc32_zeroed(b: &[u8], at: usize) -> u32 {
 }
 
 /// `len` bytes at `offset` of `file`, or why not.
-fn slice<'a>(file: &'a [u8], offset: u64, len: u64, what: impl FnOnce() -> String) -> Result<&'a [u8], VmcxError> {
+fn slice(file: &[u8], offset: u64, len: u64, what: impl FnOnce() -> String) -> Result<&[u8], VmcxError> {
     let got = usize::try_from(offset)
         .ok()
         .zip(usize::try_from(len).ok())
@@ -502,7 +498,10 @@ fn replay(file: &[u8], h: &Header) -> Result<Option<(Vec<u8>, usize)>, VmcxError
             return Err(VmcxError::Corrupt {
                 what: ewhat(),
                 offset: eo,
-                reason: format!("its data ({size} bytes at {data_at:#x} in the log) runs past the log's {:#x} bytes", h.log_size),
+                reason: format!(
+                    "its data ({size} bytes at {data_at:#x} in the log) runs past the log's {:#x} bytes",
+                    h.log_size
+                ),
             });
         }
         let data = slice(file, lo + data_at, size, || format!("replay log entry {i}'s data"))?;
@@ -521,7 +520,9 @@ fn replay(file: &[u8], h: &Header) -> Result<Option<(Vec<u8>, usize)>, VmcxError
             return Err(VmcxError::Corrupt {
                 what: ewhat(),
                 offset: eo,
-                reason: format!("it writes {size} bytes at {target:#x}: over the headers, the log itself, or past 64 MiB"),
+                reason: format!(
+                    "it writes {size} bytes at {target:#x}: over the headers, the log itself, or past 64 MiB"
+                ),
             });
         }
         writes.push((target, data.to_vec()));
@@ -678,7 +679,10 @@ fn file_object_value<'a>(
         return Err(VmcxError::Corrupt {
             what: what(),
             offset: at,
-            reason: format!("its value of {size} bytes is larger than its file object ({} bytes)", obj.size),
+            reason: format!(
+                "its value of {size} bytes is larger than its file object ({} bytes)",
+                obj.size
+            ),
         });
     }
     slice(file, offset, size.into(), || "file object".into())
@@ -732,7 +736,9 @@ fn table_entries(
         let name_len = usize::from(u8_at(e, 20).unwrap_or(0));
         let h = KEY_ENTRY_HEADER_LEN;
         let Some(name_bytes) = e.get(h..h + name_len) else {
-            return Err(corrupt(format!("its name of {name_len} bytes runs past its entry of {size}")));
+            return Err(corrupt(format!(
+                "its name of {name_len} bytes runs past its entry of {size}"
+            )));
         };
         let Some((&0, name)) = name_bytes.split_last() else {
             return Err(corrupt("its name has no terminating NUL".into()));
@@ -747,7 +753,9 @@ fn table_entries(
             _ => 4 + u32_at(e, v).map_or(0, |n| n as usize),
         };
         let Some(value) = v.checked_add(value_len).and_then(|end| e.get(v..end)) else {
-            return Err(corrupt(format!("its value of {value_len} bytes runs past its entry of {size}")));
+            return Err(corrupt(format!(
+                "its value of {value_len} bytes runs past its entry of {size}"
+            )));
         };
         let covered = &e[..v + value_len];
         let stored = u32_at(e, 12).unwrap_or(0);
@@ -794,7 +802,10 @@ fn table_entries(
                 if bytes.len() % 2 != 0 {
                     return Err(corrupt(format!("its UTF-16 string has an odd length, {}", bytes.len())));
                 }
-                let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                let units: Vec<u16> = bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
                 KeyValue::String(String::from_utf16_lossy(&units))
             }
         };
@@ -836,7 +847,11 @@ pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
         None => (bytes, 0),
     };
     let objects = objects(file)?;
-    let files: Vec<Object> = objects.iter().filter(|o| o.kind == object_type::FILE).copied().collect();
+    let files: Vec<Object> = objects
+        .iter()
+        .filter(|o| o.kind == object_type::FILE)
+        .copied()
+        .collect();
 
     // The highest sequence of each index.
     let mut tables: BTreeMap<u16, Table> = BTreeMap::new();
@@ -1046,7 +1061,10 @@ mod tests {
         vec![node(
             "configuration",
             vec![
-                node("properties", vec![text("name", "Win11 – ü"), item("version", Value::Int(2304))]),
+                node(
+                    "properties",
+                    vec![text("name", "Win11 – ü"), item("version", Value::Int(2304))],
+                ),
                 node(
                     "list",
                     vec![
@@ -1079,7 +1097,12 @@ mod tests {
         assert_eq!(s.replayed, 0);
         assert_eq!(s.header.offset, 0, "sequence 3 at 0x0 beats 2 at 0x1000");
         assert_eq!(s.tree.str("configuration/properties/name"), Some("Win11 – ü"));
-        let list: Vec<String> = s.tree.all("configuration/list/entry").iter().map(|k| k.value.to_string()).collect();
+        let list: Vec<String> = s
+            .tree
+            .all("configuration/list/entry")
+            .iter()
+            .map(|k| k.value.to_string())
+            .collect();
         assert_eq!(list, ["\"one\"", "\"two\"", "true"]);
         assert_eq!(s.tree.all("configuration/*").len(), 3);
         assert_eq!(s.tree.all("*/*/entry").len(), 3);
@@ -1147,7 +1170,10 @@ mod tests {
         b[0x1000 + 20] ^= 1;
         let e = err(&b);
         assert_eq!(kind(&e), "headers");
-        assert!(e.to_string().contains("no valid header: header at 0x0: checksum"), "{e}");
+        assert!(
+            e.to_string().contains("no valid header: header at 0x0: checksum"),
+            "{e}"
+        );
         // No signature at all.
         assert_eq!(err(&[0u8; 0x3000]), VmcxError::NotStorage);
         assert_eq!(err(b"short"), VmcxError::NotStorage);
@@ -1228,15 +1254,23 @@ mod tests {
         assert!(s.tree.get("configuration/list").is_none());
         assert!(s.tree.get("configuration/properties/name").is_some());
         assert_eq!(s.warnings.len(), 1);
-        assert!(s.warnings[0].contains("\"list\"") && s.warnings[0].contains("with the 8 keys below it"), "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].contains("\"list\"") && s.warnings[0].contains("with the 8 keys below it"),
+            "{:?}",
+            s.warnings
+        );
         // A size past the table.
         let mut b = w.bytes.clone();
-        edit_key(&mut b, w.key_offset("configuration/properties/name"), |e| e[2..6].copy_from_slice(&0x10000u32.to_le_bytes()));
+        edit_key(&mut b, w.key_offset("configuration/properties/name"), |e| {
+            e[2..6].copy_from_slice(&0x10000u32.to_le_bytes())
+        });
         let e = err(&b);
         assert!(e.to_string().contains("runs past its key table"), "{e}");
         // A size smaller than a header.
         let mut b = w.bytes.clone();
-        edit_key(&mut b, w.key_offset("configuration"), |e| e[2..6].copy_from_slice(&5u32.to_le_bytes()));
+        edit_key(&mut b, w.key_offset("configuration"), |e| {
+            e[2..6].copy_from_slice(&5u32.to_le_bytes())
+        });
         assert_eq!(kind(&err(&b)), "corrupt");
         // A string length past its entry.
         let mut b = w.bytes.clone();
@@ -1247,16 +1281,22 @@ mod tests {
         assert!(e.to_string().contains("value of 260 bytes runs past its entry"), "{e}");
         // A parent pointer to nothing.
         let mut b = w.bytes.clone();
-        edit_key(&mut b, w.key_offset("configuration/properties"), |e| e[8..12].copy_from_slice(&0x11u32.to_le_bytes()));
+        edit_key(&mut b, w.key_offset("configuration/properties"), |e| {
+            e[8..12].copy_from_slice(&0x11u32.to_le_bytes())
+        });
         assert_eq!(kind(&err(&b)), "parent");
         // To a table that does not exist.
         let mut b = w.bytes.clone();
-        edit_key(&mut b, w.key_offset("configuration/properties"), |e| e[6..8].copy_from_slice(&7u16.to_le_bytes()));
+        edit_key(&mut b, w.key_offset("configuration/properties"), |e| {
+            e[6..8].copy_from_slice(&7u16.to_le_bytes())
+        });
         assert_eq!(kind(&err(&b)), "parent");
         // To a value.
         let mut b = w.bytes.clone();
         let name_at = w.key_offset("configuration/properties/name") - w.tables[0];
-        edit_key(&mut b, w.key_offset("configuration/list/n"), |e| e[8..12].copy_from_slice(&(name_at as u32).to_le_bytes()));
+        edit_key(&mut b, w.key_offset("configuration/list/n"), |e| {
+            e[8..12].copy_from_slice(&(name_at as u32).to_le_bytes())
+        });
         assert!(err(&b).to_string().contains("is a value, not a node"));
         // A loop: configuration's parent is its own child.
         let mut b = w.bytes.clone();
@@ -1325,7 +1365,13 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let w = write(&sample(), &Options { table_size: 0x100, ..Options::default() });
+        let w = write(
+            &sample(),
+            &Options {
+                table_size: 0x100,
+                ..Options::default()
+            },
+        );
         let mut x: u64 = 0x1234_5678;
         for _ in 0..3000 {
             let mut b = w.bytes.clone();
