@@ -99,6 +99,13 @@ fn facts_text(s: &Storage) -> String {
         );
         line("version", &opt(&vm.version));
         line("type", &opt(&vm.type_id));
+        if let Some((size, items)) = &vm.snapshot_list {
+            let mut v = format!("{size} (global_settings/snapshots/list)");
+            for i in items {
+                v.push_str(&format!("\n  {i}"));
+            }
+            line("checkpoints", &v);
+        }
         let disks = vm.drives.iter().filter(|d| d.is_disk()).count();
         line("disks", &disks.to_string());
         if !vm.drives.is_empty() {
@@ -133,6 +140,7 @@ fn facts_json(s: &Storage) -> Value {
             "generation": vm.generation,
             "version": vm.version,
             "type_id": vm.type_id,
+            "snapshot_list": vm.snapshot_list.map(|(size, items)| json!({"size": size, "keys": items})),
             "drives": vm.drives.iter().map(|d| json!({
                 "location": d.location,
                 "controller": d.controller,

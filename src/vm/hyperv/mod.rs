@@ -10,6 +10,8 @@
 //! - `manifest/vdevNNN/{device,instance,name}`: the VM's devices; a controller's
 //!   drives are at `_<instance>_/controllerN/driveM/{type,pathname}` (type `VHD` for a
 //!   virtual hard disk; `ISO`, `VFD` and `NONE` are no disks).
+//! - `global_settings/snapshots/list/size`: 0 in every sample (none has a checkpoint);
+//!   the list's other keys are shown as they are.
 //! - The host's `data.vmcx`: `Configurations/VirtualMachines/_<id>_` = the path of
 //!   each VM's configuration.
 
@@ -52,6 +54,9 @@ pub struct VmFacts {
     /// `properties/type_id` (`Virtual Machines`).
     pub type_id: Option<String>,
     pub drives: Vec<Drive>,
+    /// `global_settings/snapshots/list`: its `size`, and the text of its other keys
+    /// (no sample has a checkpoint, so what they hold is not known yet).
+    pub snapshot_list: Option<(i64, Vec<String>)>,
 }
 
 /// A drive of a storage controller.
@@ -129,6 +134,16 @@ pub fn vm_facts(tree: &KeyTree) -> Option<VmFacts> {
         version,
         type_id: s(props, "type_id"),
         drives: drives(tree),
+        snapshot_list: tree.get("configuration/global_settings/snapshots/list").map(|l| {
+            let size = l.get("size").and_then(Key::as_i64).unwrap_or(0);
+            let items = l
+                .children
+                .iter()
+                .filter(|k| k.name != "size")
+                .map(|k| format!("{} = {}", k.name, k.value))
+                .collect();
+            (size, items)
+        }),
     })
 }
 
