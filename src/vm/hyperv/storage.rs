@@ -612,8 +612,8 @@ struct Entry {
     at: u64,
     parent: (u16, u32),
     insertion: u32,
-    /// Skipped for its checksum (its key is a placeholder).
-    damaged: bool,
+    /// Why it is skipped (its checksum); its key is then a placeholder.
+    damaged: Option<String>,
     key: Key,
 }
 
@@ -690,13 +690,7 @@ fn file_object_value<'a>(
 
 /// The entries of one key table. `Ok(Err(reason))` for an entry skipped for its
 /// checksum, with its offset, so that keys below it can be dropped too.
-fn table_entries(
-    file: &[u8],
-    files: &[Object],
-    t: &Table,
-    entries: &mut Vec<Entry>,
-    damaged: &mut Vec<(u64, String)>,
-) -> Result<(), VmcxError> {
+fn table_entries(file: &[u8], files: &[Object], t: &Table, entries: &mut Vec<Entry>) -> Result<(), VmcxError> {
     let b = t.bytes;
     let mut o = KEY_TABLE_HEADER_LEN;
     while o + KEY_ENTRY_HEADER_LEN <= b.len() {
@@ -762,16 +756,14 @@ fn table_entries(
         let computed = crc32_zeroed(covered, 12);
         if stored != computed {
             let name = String::from_utf8_lossy(name);
-            damaged.push((
-                at,
-                format!("key {name:?} at {at:#x}: checksum {stored:#010x}, computed {computed:#010x}"),
-            ));
             // Recorded so that its children can be told from orphans.
             entries.push(Entry {
                 at,
-                parent: (u16_at(e, 6).unwrap_or(0), u32_at(e, 8).unwrap_or(0)),
+                parent: (0, 0),
                 insertion: u32::MAX,
-                damaged: true,
+                damaged: Some(format!(
+                    "key {name:?} at {at:#x}: checksum {stored:#010x}, computed {computed:#010x}"
+                )),
                 key: Key {
                     name: String::new(),
                     value: KeyValue::Node,
@@ -813,7 +805,7 @@ fn table_entries(
             at,
             parent: (u16_at(e, 6).unwrap_or(0), u32_at(e, 8).unwrap_or(0)),
             insertion: u32_at(e, 16).unwrap_or(0),
-            damaged: false,
+            damaged: None,
             key: Key {
                 name: String::from_utf8_lossy(name).into_owned(),
                 value,
@@ -875,17 +867,16 @@ pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
         }
     }
     let mut entries = Vec::new();
-    let mut damaged = Vec::new();
     // Where each entry is: (table index, offset in the table) → index in `entries`.
     let mut by_place: HashMap<(u16, u32), usize> = HashMap::new();
     for t in tables.values() {
         let first = entries.len();
-        table_entries(file, &files, t, &mut entries, &mut damaged)?;
+        table_entries(file, &files, t, &mut entries)?;
         for (i, e) in entries.iter().enumerate().skip(first) {
             by_place.insert((t.index, (e.at - t.offset) as u32), i);
         }
     }
-    let tree = build_tree(entries, &by_place, &damaged, &mut warnings)?;
+    let tree = build_tree(entries, &by_place, &mut warnings)?;
     Ok(Storage {
         header,
         replayed,
@@ -894,23 +885,30 @@ pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
     })
 }
 
-/// Link entries to their parents; children in insertion order (then by place).
+/// Link entries to their parents; children in insertion order (then by place). A
+/// damaged entry is linked to no parent (its pointer may be what is damaged); it and
+/// everything below it are left out, with one warning.
 fn build_tree(
     entries: Vec<Entry>,
     by_place: &HashMap<(u16, u32), usize>,
-    damaged: &[(u64, String)],
     warnings: &mut Vec<String>,
 ) -> Result<KeyTree, VmcxError> {
-    let bad: Vec<bool> = entries.iter().map(|e| e.damaged).collect();
-    let is_damaged = |i: usize| bad[i];
     let n = entries.len();
+    let bad: Vec<bool> = entries.iter().map(|e| e.damaged.is_some()).collect();
     let mut parent: Vec<Option<usize>> = vec![None; n];
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
+    // Where the depth-first walk starts: the roots and the damaged entries.
+    let mut starts = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let (table, off) = e.parent;
+        if bad[i] {
+            starts.push(i);
+            continue;
+        }
         if table == 0 {
             roots.push(i);
+            starts.push(i);
             continue;
         }
         let Some(&p) = by_place.get(&(table, off)) else {
@@ -921,7 +919,7 @@ fn build_tree(
                 what: "is no key entry",
             });
         };
-        if !is_damaged(p) && entries[p].key.value != KeyValue::Node {
+        if !bad[p] && entries[p].key.value != KeyValue::Node {
             return Err(VmcxError::Parent {
                 offset: e.at,
                 table,
@@ -937,14 +935,16 @@ fn build_tree(
     for c in &mut children {
         order(c);
     }
-    // Depth-first from the roots; whatever is not reached hangs on a loop.
+    // Depth-first; whatever is not reached hangs on a loop. `under_bad`: the nearest
+    // damaged entry above (the entry is then left out).
     let mut depth = vec![usize::MAX; n];
-    let mut stack: Vec<usize> = roots.clone();
-    for &r in &roots {
-        depth[r] = 0;
-    }
-    let mut dropped = vec![false; n];
+    let mut under_bad: Vec<Option<usize>> = vec![None; n];
+    let mut below_bad = vec![0usize; n];
     let mut preorder = Vec::with_capacity(n);
+    for &s in &starts {
+        depth[s] = 0;
+    }
+    let mut stack = starts;
     while let Some(i) = stack.pop() {
         preorder.push(i);
         if depth[i] >= MAX_DEPTH {
@@ -956,7 +956,10 @@ fn build_tree(
         }
         for &c in &children[i] {
             depth[c] = depth[i] + 1;
-            dropped[c] = dropped[i] || is_damaged(i);
+            under_bad[c] = if bad[i] { Some(i) } else { under_bad[i] };
+            if let (Some(b), false) = (under_bad[c], bad[c]) {
+                below_bad[b] += 1;
+            }
             stack.push(c);
         }
     }
@@ -970,50 +973,36 @@ fn build_tree(
         }
         return Err(VmcxError::Loop { offset: entries[j].at });
     }
-    for (at, msg) in damaged {
-        let below = (0..n)
-            .filter(|&i| dropped[i] && !is_damaged(i))
-            .filter(|&i| {
-                let mut p = parent[i];
-                while let Some(q) = p {
-                    if entries[q].at == *at {
-                        return true;
-                    }
-                    p = parent[q];
-                }
-                false
-            })
-            .count();
-        let rest = if below > 0 {
-            format!(" (with the {below} keys below it)")
-        } else {
-            String::new()
-        };
-        warnings.push(format!("{msg}: key skipped{rest}"));
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(msg) = &e.damaged {
+            let rest = match below_bad[i] {
+                0 => String::new(),
+                k => format!(" (with the {k} keys below it)"),
+            };
+            warnings.push(format!("{msg}: key skipped{rest}"));
+        }
     }
     // Build bottom-up: children before parents (reverse preorder).
+    let keep: Vec<bool> = (0..n).map(|i| !bad[i] && under_bad[i].is_none()).collect();
     let mut keys: Vec<Option<Key>> = entries.into_iter().map(|e| Some(e.key)).collect();
-    let mut built: Vec<Option<Vec<Key>>> = vec![None; n];
-    let keep = |i: usize| !dropped[i] && !bad[i];
+    let mut built: Vec<Vec<Key>> = vec![Vec::new(); n];
     for &i in preorder.iter().rev() {
         let mut kids = Vec::new();
         for &c in &children[i] {
-            if keep(c) {
+            if keep[c] {
                 if let Some(mut k) = keys[c].take() {
-                    k.children = built[c].take().unwrap_or_default();
+                    k.children = std::mem::take(&mut built[c]);
                     kids.push(k);
                 }
             }
         }
-        built[i] = Some(kids);
+        built[i] = kids;
     }
     let mut out = Vec::new();
     for &r in &roots {
-        if keep(r) {
-            if let Some(mut k) = keys[r].take() {
-                k.children = built[r].take().unwrap_or_default();
-                out.push(k);
-            }
+        if let Some(mut k) = keys[r].take() {
+            k.children = std::mem::take(&mut built[r]);
+            out.push(k);
         }
     }
     Ok(KeyTree { roots: out })
@@ -1259,6 +1248,13 @@ mod tests {
             "{:?}",
             s.warnings
         );
+        // A damaged parent pointer is a damaged key too, not a dangling parent.
+        let mut b = w.bytes.clone();
+        b[w.key_offset("configuration/list/n") as usize + 9] ^= 0x10;
+        let s = parse_ok(&b);
+        assert!(s.tree.get("configuration/list/n").is_none());
+        assert_eq!(s.tree.all("configuration/list/*").len(), 7);
+        assert_eq!(s.warnings.len(), 1);
         // A size past the table.
         let mut b = w.bytes.clone();
         edit_key(&mut b, w.key_offset("configuration/properties/name"), |e| {
