@@ -51,6 +51,8 @@ use std::fmt;
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// How deep keys may nest (real files: under 10).
 pub const MAX_DEPTH: usize = 128;
+/// Object-table entries read in all, nested tables included (real files: 227).
+pub const MAX_OBJECTS: u64 = 1 << 22;
 
 pub const HEADER_SIGNATURE: u32 = 0x0128_2014;
 pub const HEADER_OFFSETS: [u64; 2] = [0, 0x1000];
@@ -555,6 +557,7 @@ fn objects(file: &[u8]) -> Result<Vec<Object>, VmcxError> {
     let mut out = Vec::new();
     let mut tables = vec![OBJECT_TABLE_OFFSET];
     let mut seen = vec![OBJECT_TABLE_OFFSET];
+    let mut total: u64 = 0;
     while let Some(to) = tables.pop() {
         let what = || "object table".to_string();
         let head = slice(file, to, 8, what)?;
@@ -568,6 +571,14 @@ fn objects(file: &[u8]) -> Result<Vec<Object>, VmcxError> {
             });
         }
         let count = u64::from(u32_at(head, 4).unwrap_or(0));
+        total += count;
+        if total > MAX_OBJECTS {
+            return Err(VmcxError::Corrupt {
+                what: what(),
+                offset: to,
+                reason: format!("more than {MAX_OBJECTS} object-table entries in all"),
+            });
+        }
         let entries = slice(file, to + 8, count * OBJECT_ENTRY_LEN as u64, || {
             format!("object table's {count} entries")
         })?;
@@ -604,6 +615,13 @@ fn objects(file: &[u8]) -> Result<Vec<Object>, VmcxError> {
         }
     }
     Ok(out)
+}
+
+/// The file objects by offset (their sizes), and how many value bytes may still be
+/// read from them.
+struct Files {
+    sizes: HashMap<u64, u64>,
+    budget: std::cell::Cell<u64>,
 }
 
 /// A key entry, decoded, before the tree is built.
@@ -662,27 +680,35 @@ fn key_table<'a>(file: &'a [u8], o: &Object) -> Result<Table<'a>, VmcxError> {
 /// Where a value stored in a file object is, checked against the file objects.
 fn file_object_value<'a>(
     file: &'a [u8],
-    files: &[Object],
+    files: &Files,
     size: u32,
     offset: u64,
     at: u64,
 ) -> Result<&'a [u8], VmcxError> {
     let what = || "key".to_string();
-    let Some(obj) = files.iter().find(|f| f.offset == offset) else {
+    // Values in file objects add up to at most the largest file read: objects that
+    // overlap, or keys sharing one, cannot make a small file expand without end.
+    let left = files.budget.get();
+    if u64::from(size) > left {
+        return Err(VmcxError::Corrupt {
+            what: what(),
+            offset: at,
+            reason: format!("values in file objects add up to more than {MAX_FILE_BYTES} bytes"),
+        });
+    }
+    files.budget.set(left - u64::from(size));
+    let Some(&obj_size) = files.sizes.get(&offset) else {
         return Err(VmcxError::Corrupt {
             what: what(),
             offset: at,
             reason: format!("its value points to {offset:#x}, where no file object is"),
         });
     };
-    if u64::from(size) > obj.size {
+    if u64::from(size) > obj_size {
         return Err(VmcxError::Corrupt {
             what: what(),
             offset: at,
-            reason: format!(
-                "its value of {size} bytes is larger than its file object ({} bytes)",
-                obj.size
-            ),
+            reason: format!("its value of {size} bytes is larger than its file object ({obj_size} bytes)"),
         });
     }
     slice(file, offset, size.into(), || "file object".into())
@@ -690,7 +716,7 @@ fn file_object_value<'a>(
 
 /// The entries of one key table. `Ok(Err(reason))` for an entry skipped for its
 /// checksum, with its offset, so that keys below it can be dropped too.
-fn table_entries(file: &[u8], files: &[Object], t: &Table, entries: &mut Vec<Entry>) -> Result<(), VmcxError> {
+fn table_entries(file: &[u8], files: &Files, t: &Table, entries: &mut Vec<Entry>) -> Result<(), VmcxError> {
     let b = t.bytes;
     let mut o = KEY_TABLE_HEADER_LEN;
     while o + KEY_ENTRY_HEADER_LEN <= b.len() {
@@ -839,11 +865,14 @@ pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
         None => (bytes, 0),
     };
     let objects = objects(file)?;
-    let files: Vec<Object> = objects
-        .iter()
-        .filter(|o| o.kind == object_type::FILE)
-        .copied()
-        .collect();
+    let files = Files {
+        sizes: objects
+            .iter()
+            .filter(|o| o.kind == object_type::FILE)
+            .map(|o| (o.offset, o.size))
+            .collect(),
+        budget: std::cell::Cell::new(MAX_FILE_BYTES),
+    };
 
     // The highest sequence of each index.
     let mut tables: BTreeMap<u16, Table> = BTreeMap::new();
@@ -864,6 +893,19 @@ pub fn parse(bytes: &[u8]) -> Result<Storage, VmcxError> {
             _ => {
                 tables.insert(t.index, t);
             }
+        }
+    }
+    // The tables in use must not overlap: each byte is parsed once, so a small file
+    // cannot make the parse large.
+    let mut spans: Vec<(u64, u64)> = tables.values().map(|t| (t.offset, t.bytes.len() as u64)).collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        if w[0].0 + w[0].1 > w[1].0 {
+            return Err(VmcxError::Corrupt {
+                what: "key table".into(),
+                offset: w[1].0,
+                reason: format!("it overlaps the key table at {:#x}", w[0].0),
+            });
         }
     }
     let mut entries = Vec::new();
@@ -1215,6 +1257,22 @@ mod tests {
         b[old + 4] = 2;
         fix_crc(&mut b, old, 10, 6);
         assert_eq!(kind(&err(&b)), "corrupt");
+    }
+
+    #[test]
+    fn overlapping_tables_are_refused() {
+        let items = vec![node(
+            "r",
+            (0..200).map(|i| text(&format!("k{i}"), "some text")).collect(),
+        )];
+        let w = write(&items, &Options::default());
+        assert!(w.tables.len() >= 2);
+        // Table 1's object entry grows over table 2.
+        let mut b = w.bytes.clone();
+        b[0x2008 + 13..0x2008 + 17].copy_from_slice(&0x2000u32.to_le_bytes());
+        fix_crc(&mut b, 0x2008, 18, 1);
+        let e = err(&b);
+        assert!(e.to_string().contains("overlaps the key table at 0x3000"), "{e}");
     }
 
     /// Change a key entry's bytes and fix its checksum.
