@@ -39,7 +39,10 @@
 //! object-table or key-table structure with a wrong signature, checksum, or a size
 //! past the file, a dirty log entry that is damaged, an unknown object or key type, a
 //! key entry whose size or value runs past its table, a parent pointer to no entry
-//! or to a value, a loop of parents, a tree deeper than [`MAX_DEPTH`]. **A key entry
+//! or to a value, a loop of parents, a tree deeper than [`MAX_DEPTH`], key tables in
+//! use that overlap, more than [`MAX_OBJECTS`] object entries, values in file objects
+//! adding up to more than 64 MiB (these last three bound the work a small hostile
+//! file can cause). **A key entry
 //! whose checksum alone is wrong** is skipped with a warning, with its subtree: its
 //! size was sound, so the table's other entries still parse, and one damaged setting
 //! should not hide the rest of the VM.
