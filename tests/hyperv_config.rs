@@ -15,7 +15,7 @@ use std::process::Command;
 use ckptfs::vm::hyperv::{self, Key, KeyValue};
 use serde_json::Value;
 use support::vmcx_writer::{self as writer, fix_crc, item, node, text, Item, Options};
-use util::{ckptfs, samples_dir};
+use util::{ckptfs, have_tool, samples_dir};
 
 const GEN1: &str = "EC04F346-DB96-4700-AF5B-77B3C56C38BD.vmcx";
 const GEN2: &str = "993F7B33-6057-4D1E-A1FE-A1A1D77BE974.vmcx";
@@ -164,6 +164,9 @@ def conv(v):
     return v
 print(json.dumps({p: conv(HyperVFile(open(p, "rb")).as_dict()) for p in sys.argv[1:]}))
 "#;
+    if !have_tool("python3") {
+        return None;
+    }
     let out = Command::new("python3")
         .arg("-c")
         .arg(SCRIPT)
@@ -173,6 +176,10 @@ print(json.dumps({p: conv(HyperVFile(open(p, "rb")).as_dict()) for p in sys.argv
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("No module named") {
+            assert!(
+                std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_none(),
+                "dissect.hypervisor is required (CKPTFS_REQUIRE_TOOLS is set) but not installed"
+            );
             eprintln!("skipped: dissect.hypervisor is not installed");
             return None;
         }
