@@ -8,7 +8,8 @@
 //!
 //! - Two headers at 0x0 and 0x1000 (46 bytes): signature 0x01282014, CRC, sequence
 //!   (u16), version (0x400), alignment, replay-log offset and size, header size. The
-//!   valid one with the higher sequence is used.
+//!   valid one with the higher sequence is used (plain comparison: a sequence that
+//!   wrapped past 65535 is not handled; the first header wins a tie).
 //! - The replay log (34-byte header: signature 0x01110003, CRC, entry count, maximum),
 //!   then 28-byte entries (target offset u64, size u32, data offset in the log u32, a
 //!   zero u32, entry CRC, data CRC). Entries beyond the count are left over from earlier
