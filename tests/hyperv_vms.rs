@@ -328,3 +328,36 @@ fn the_writers_base64_is_the_real_files() {
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"a"), "YQ==");
 }
+
+#[test]
+fn disk_states_no_checkpoint_names_still_show_under_their_file_names() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    // "Patched" was deleted while the VM ran: its configuration is gone, its files
+    // wait for a merge.
+    std::fs::remove_file(home.join("Snapshots/11111111-0000-4000-8000-000000000002.xml")).unwrap();
+    let v = list_json(&[s(&home)]);
+    let cps = v["checkpoints"].as_array().unwrap();
+    let titles: Vec<&str> = cps.iter().map(|c| c["title"].as_str().unwrap()).collect();
+    for (disk, dir) in disks.iter().zip(["Web", "data"]) {
+        let file = &disk.names[1];
+        let c = cps
+            .iter()
+            .find(|c| c["title"] == file.as_str())
+            .unwrap_or_else(|| panic!("{file} not in {titles:?}"));
+        assert_eq!(c["parent"], NAMES[0], "{file}: built on Before upgrade");
+        let only: Vec<&str> = c["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["dir"].as_str().unwrap())
+            .collect();
+        assert_eq!(only, [dir], "a state of one disk shows that disk alone");
+        let name = c["name"].as_str().unwrap();
+        assert!(name.ends_with(&format!(" {file}")), "{name}");
+        let got = ckptfs(["cat", s(&home), &format!("{name}/{dir}/disk.img")]).ok().stdout;
+        assert_same_bytes(&got, &disk.expected[1].read(0, disk.expected[1].size() as usize), name);
+    }
+    assert_eq!(cps.len(), 5, "{titles:?}");
+    assert_eq!(cps.last().unwrap()["parent"], NAMES[2]);
+}

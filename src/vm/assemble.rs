@@ -6,11 +6,11 @@
 //! that disk's chain) is an error for that disk of that checkpoint only: the others
 //! stay readable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::naming::{checkpoint_names, disk_names};
-use super::{Config, ConfigDisk, StateRef, Vm, VmCheckpoint, VmDisk};
+use super::{Config, ConfigCheckpoint, ConfigDisk, StateRef, Vm, VmCheckpoint, VmDisk};
 use crate::chain::parent::canonical;
 use crate::chain::{CheckpointTree, DiscoverOptions};
 
@@ -149,19 +149,53 @@ pub fn assemble(mut config: Config, opts: &DiscoverOptions) -> Vm {
 /// the running state builds on the one nearest to the running files. One disk decides
 /// for each checkpoint: the first, in the running state's order, that resolves, so the
 /// result is a tree even where the disks disagree.
+///
+/// States of a disk's tree that no checkpoint names (a merge left over, a checkpoint
+/// deleted while the VM ran, a file the configuration lost) are added as checkpoints
+/// of that disk alone, titled with their file's name and dated by the file, so that no
+/// state on disk is hidden.
 fn derive_parents(config: &mut Config, trees: &mut Trees) {
     // The running disks first: their trees hold the checkpoints' files.
     let running: HashMap<String, StateRef> = resolve(&config.running, trees);
-    let states: Vec<HashMap<String, StateRef>> = config.checkpoints.iter().map(|c| resolve(&c.disks, trees)).collect();
-    let mut locations: Vec<&String> = Vec::new();
+    let mut states: Vec<HashMap<String, StateRef>> =
+        config.checkpoints.iter().map(|c| resolve(&c.disks, trees)).collect();
+    let mut locations: Vec<String> = Vec::new();
     for d in config
         .running
         .iter()
         .chain(config.checkpoints.iter().flat_map(|c| &c.disks))
     {
-        if !locations.contains(&&d.location) {
-            locations.push(&d.location);
+        if !locations.contains(&d.location) {
+            locations.push(d.location.clone());
         }
+    }
+    for (location, unnamed) in unnamed_states(&locations, &running, &states, trees) {
+        let c = &trees.list[unnamed.0].checkpoints[unnamed.1];
+        let file_name = c
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        log::info!(
+            "{}: in the tree of disk {location} but named by no checkpoint",
+            c.path.display()
+        );
+        config.checkpoints.push(ConfigCheckpoint {
+            id: c.path.display().to_string(),
+            title: file_name,
+            description: Some(format!(
+                "{} is in the tree of disk {location} but no checkpoint of the configuration names it",
+                c.path.display()
+            )),
+            created: Some(c.modified),
+            parent: None,
+            disks: vec![ConfigDisk {
+                location: location.clone(),
+                file: c.path.clone(),
+                snapshot: c.snapshot.clone(),
+            }],
+        });
+        states.push(HashMap::from([(location, unnamed)]));
     }
     let mut owner: HashMap<StateRef, usize> = HashMap::new();
     for (i, s) in states.iter().enumerate() {
@@ -170,7 +204,7 @@ fn derive_parents(config: &mut Config, trees: &mut Trees) {
         }
     }
     let nearest = |own: &HashMap<String, StateRef>| -> Option<usize> {
-        let &(t, ci) = locations.iter().find_map(|l| own.get(*l))?;
+        let &(t, ci) = locations.iter().find_map(|l| own.get(l))?;
         let tree = &trees.list[t];
         let mut up = tree.checkpoints[ci].parent;
         while let Some(p) = up {
@@ -186,6 +220,39 @@ fn derive_parents(config: &mut Config, trees: &mut Trees) {
     for (c, p) in config.checkpoints.iter_mut().zip(parents) {
         c.parent = p;
     }
+}
+
+/// The states of each disk's tree (the tree its running file is in, else the first
+/// found) that neither a checkpoint nor the running state names, with their disk's
+/// location, in tree order.
+fn unnamed_states(
+    locations: &[String],
+    running: &HashMap<String, StateRef>,
+    checkpoints: &[HashMap<String, StateRef>],
+    trees: &Trees,
+) -> Vec<(String, StateRef)> {
+    let named: HashSet<StateRef> = running
+        .values()
+        .chain(checkpoints.iter().flat_map(|c| c.values()))
+        .copied()
+        .collect();
+    let mut seen_trees: HashSet<usize> = HashSet::new();
+    let mut out = Vec::new();
+    for location in locations {
+        let home = running
+            .get(location)
+            .or_else(|| checkpoints.iter().find_map(|c| c.get(location)))
+            .map(|&(t, _)| t);
+        let Some(t) = home.filter(|t| seen_trees.insert(*t)) else {
+            continue;
+        };
+        for ci in 0..trees.list[t].checkpoints.len() {
+            if !named.contains(&(t, ci)) {
+                out.push((location.clone(), (t, ci)));
+            }
+        }
+    }
+    out
 }
 
 /// Where each of `disks` is, by location, for those that resolve.
