@@ -225,6 +225,11 @@ fn vmware_config() {
 }
 
 #[test]
+fn hyperv_xml() {
+    run_target("hyperv_xml");
+}
+
+#[test]
 fn vhd_footer() {
     run_target("vhd_footer");
 }

@@ -15,6 +15,7 @@ pub mod bat;
 pub mod chain_discovery;
 pub mod gpt;
 pub mod header;
+pub mod hyperv_xml;
 pub mod layered;
 pub mod log;
 pub mod mbr;
@@ -56,6 +57,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("gpt", gpt::check),
     ("partition_table", partition_table::check),
     ("vhd_footer", vhd_footer::check),
+    ("hyperv_xml", hyperv_xml::check),
     ("vhd_dynamic_header", vhd_dynamic_header::check),
     ("vhd_parent_locator", vhd_parent_locator::check),
     ("vhd_file", vhd_file::check),
