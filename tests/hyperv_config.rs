@@ -12,7 +12,8 @@ mod util;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ckptfs::vm::hyperv::{self, Key, KeyValue};
+use ckptfs::vm::hyperv::storage::{self, Key, KeyValue};
+use ckptfs::vm::hyperv::{self, machine};
 use serde_json::Value;
 use support::vmcx_writer::{self as writer, fix_crc, item, node, text, Item, Options};
 use util::{ckptfs, have_tool, samples_dir};
@@ -24,8 +25,8 @@ fn hyperv_samples() -> Option<PathBuf> {
     samples_dir().map(|d| d.join("hyperv-config"))
 }
 
-fn parse_file(p: &Path) -> hyperv::Storage {
-    hyperv::parse(&std::fs::read(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+fn parse_file(p: &Path) -> storage::Storage {
+    storage::parse(&std::fs::read(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Expected per VM sample: file, name, id, generation, disks (location, path), from the
@@ -74,12 +75,12 @@ fn real_vm_configurations() {
         let s = parse_file(&dir.join(file));
         assert!(s.warnings.is_empty(), "{file}: {:?}", s.warnings);
         assert_eq!(s.replayed, 0);
-        let vm = hyperv::vm_facts(&s.tree).expect(file);
+        let vm = machine::read(&s.tree.to_keys()).expect(file);
         assert_eq!(vm.name.as_deref(), Some(*name), "{file}");
         assert_eq!(vm.global_id.as_deref(), Some(*id), "{file}");
         assert_eq!(vm.logical_id.as_deref(), Some(*id), "{file}");
         assert_eq!(vm.generation, Some(*generation), "{file}");
-        assert_eq!(vm.version.as_deref(), Some("9.0"), "{file}: properties/version 2304");
+        assert_eq!(vm.version, Some(2304), "{file}: properties/version (9.0)");
         let got: Vec<(&str, &str)> = vm
             .drives
             .iter()
@@ -91,10 +92,13 @@ fn real_vm_configurations() {
     }
     // Generation 1: the other IDE drives are an ISO drive and empty ones, and a floppy.
     let s = parse_file(&dir.join(GEN1));
-    let kinds: Vec<(String, String)> = hyperv::drives(&s.tree)
+    let mut kinds: Vec<(String, String)> = machine::read(&s.tree.to_keys())
+        .unwrap()
+        .drives
         .into_iter()
         .map(|d| (d.location, d.kind))
         .collect();
+    kinds.sort();
     let want = [
         ("floppy0:0", "VFD"),
         ("ide0:0", "VHD"),
@@ -106,7 +110,7 @@ fn real_vm_configurations() {
     // Creation times (FILETIMEs as dissect decodes them): 2023-02-17 17:03:06.232 UTC
     // and 17:03:30.381 UTC.
     let secs = |f: &str| {
-        hyperv::vm_facts(&parse_file(&dir.join(f)).tree)
+        machine::read(&parse_file(&dir.join(f)).tree.to_keys())
             .unwrap()
             .created
             .unwrap()
@@ -122,7 +126,7 @@ fn real_vm_configurations() {
 fn real_host_list_and_runtime_state() {
     let Some(dir) = hyperv_samples() else { return };
     let s = parse_file(&dir.join("data.vmcx"));
-    let vms = hyperv::host_vms(&s.tree).unwrap();
+    let vms = hyperv::host_vms(&s.tree.to_keys()).unwrap();
     assert_eq!(vms.len(), 4);
     assert_eq!(
         vms[1],
@@ -131,13 +135,13 @@ fn real_host_list_and_runtime_state() {
             r"C:\Hyper-V\EasyToFind\Virtual Machines\993F7B33-6057-4D1E-A1FE-A1A1D77BE974.vmcx".to_string()
         )
     );
-    assert!(hyperv::vm_facts(&s.tree).is_none());
+    assert!(machine::read(&s.tree.to_keys()).is_err(), "no configuration key");
     let s = parse_file(&dir.join("test.VMRS"));
     assert_eq!(
         s.tree.get("configuration/properties/version").unwrap().value,
         KeyValue::Int(2304)
     );
-    assert!(hyperv::vm_facts(&s.tree).is_none());
+    assert_eq!(machine::read(&s.tree.to_keys()).unwrap().name, None);
     // Siblings of one name are kept (dissect keeps one of each name): the runtime
     // state lists 3 `devicetype` and 10 `metric` keys (counted in its key entries by a
     // throwaway script, not with this reader).
@@ -260,7 +264,7 @@ fn items(keys: &[Key]) -> Vec<Item> {
     keys.iter()
         .map(|k| Item {
             name: k.name.clone(),
-            flags: k.flags & !hyperv::storage::FLAG_FILE_OBJECT,
+            flags: k.flags & !storage::FLAG_FILE_OBJECT,
             value: match &k.value {
                 KeyValue::Node => writer::Value::Node(items(&k.children)),
                 KeyValue::Int(v) => writer::Value::Int(*v),
@@ -279,9 +283,9 @@ fn writer_rewrites_every_real_tree_in_the_real_layout() {
     let Some(dir) = hyperv_samples() else { return };
     for f in [GEN1, GEN2, "test.vmcx", "data.vmcx", "test.VMRS"] {
         let real = std::fs::read(dir.join(f)).unwrap();
-        let s = hyperv::parse(&real).unwrap();
+        let s = storage::parse(&real).unwrap();
         let w = writer::write(&items(&s.tree.roots), &Options::default());
-        let again = hyperv::parse(&w.bytes).unwrap_or_else(|e| panic!("{f} rewritten: {e}"));
+        let again = storage::parse(&w.bytes).unwrap_or_else(|e| panic!("{f} rewritten: {e}"));
         assert_eq!(again.tree, s.tree, "{f}");
         // The same fixed fields as the real file: signature, version, alignment and
         // header size in both headers; the object table's signature and entry count.
@@ -372,7 +376,7 @@ fn writer_output_reads_back_in_our_reader_and_in_dissect() {
     let mut files = Vec::new();
     for (name, tree, opts) in writer_cases() {
         let w = writer::write(&tree, &opts);
-        let s = hyperv::parse(&w.bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = storage::parse(&w.bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(expected(&items(&s.tree.roots)), expected(&tree), "{name}");
         let p = tmp.path().join(format!("{name}.vmcx"));
         std::fs::write(&p, &w.bytes).unwrap();
@@ -381,7 +385,7 @@ fn writer_output_reads_back_in_our_reader_and_in_dissect() {
     let paths: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
     let Some(theirs) = dissect(&paths) else { return };
     for (p, tree) in &files {
-        let ours = hyperv::parse(&std::fs::read(p).unwrap()).unwrap();
+        let ours = storage::parse(&std::fs::read(p).unwrap()).unwrap();
         same_as_dissect(&ours.tree.roots, &theirs[p.to_str().unwrap()], "")
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert_eq!(count_keys(&ours.tree.roots), expected(tree).len() + count_nodes(tree));

@@ -14,7 +14,7 @@ mod util;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::vmware_config::{DiskEntry, Snapshot, VmConfig};
+use support::vmware_config::{create_time_halves, DiskEntry, Snapshot, VmConfig};
 use util::{assert_same_bytes, ckptfs, have_tool};
 
 const BASE: &str = "Win11.vhdx";
@@ -817,5 +817,13 @@ fn a_vmdk_vm_shows_every_snapshot_of_every_disk_as_the_guest_wrote_it() {
     ckptfs(["umount", s(mnt.path())]).ok();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn the_writers_time_halves_rebuild_the_microseconds() {
+    for secs in [0i64, 1_795_169_703, 4_102_444_800] {
+        let (high, low) = create_time_halves(secs);
+        assert_eq!((i64::from(high) << 32) | i64::from(low as u32), secs * 1_000_000);
     }
 }

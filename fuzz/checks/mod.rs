@@ -15,6 +15,7 @@ pub mod bat;
 pub mod chain_discovery;
 pub mod gpt;
 pub mod header;
+pub mod hyperv_xml;
 pub mod layered;
 pub mod log;
 pub mod mbr;
@@ -33,6 +34,9 @@ pub mod vhd_parent_locator;
 pub mod vhd_seeds;
 pub mod vhdx_file;
 pub mod vmcx;
+pub mod vmdk_descriptor;
+pub mod vmdk_esx;
+pub mod vmdk_sparse;
 pub mod vmware_config;
 
 use ckptfs::format::vhdx::VhdxError;
@@ -57,11 +61,15 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("gpt", gpt::check),
     ("partition_table", partition_table::check),
     ("vhd_footer", vhd_footer::check),
+    ("hyperv_xml", hyperv_xml::check),
     ("vhd_dynamic_header", vhd_dynamic_header::check),
     ("vhd_parent_locator", vhd_parent_locator::check),
     ("vhd_file", vhd_file::check),
     ("chain_discovery", chain_discovery::check),
     ("vmware_config", vmware_config::check),
+    ("vmdk_descriptor", vmdk_descriptor::check),
+    ("vmdk_sparse", vmdk_sparse::check),
+    ("vmdk_esx", vmdk_esx::check),
     ("vmcx", vmcx::check),
 ];
 

@@ -271,6 +271,31 @@ impl KeyTree {
     }
 }
 
+impl KeyTree {
+    /// The tree as the container-neutral [`super::keys::Key`] the VM layer reads
+    /// (shared with the 2012 R2 XML): a nameless root node above the roots. Flags are
+    /// dropped; byte arrays become `Bytes`.
+    pub fn to_keys(&self) -> super::keys::Key {
+        fn convert(k: &Key) -> super::keys::Key {
+            use super::keys::KeyValue as V;
+            super::keys::Key {
+                name: k.name.clone(),
+                value: match &k.value {
+                    KeyValue::Node => V::Node,
+                    KeyValue::Int(v) => V::Int(*v),
+                    KeyValue::UInt(v) => V::UInt(*v),
+                    KeyValue::Double(v) => V::Double(*v),
+                    KeyValue::String(v) => V::String(v.clone()),
+                    KeyValue::Array(v) => V::Bytes(v.clone()),
+                    KeyValue::Bool(v) => V::Bool(*v),
+                },
+                children: k.children.iter().map(convert).collect(),
+            }
+        }
+        super::keys::Key::node("", self.roots.iter().map(convert).collect())
+    }
+}
+
 impl Key {
     /// The first key at `path` below this one.
     pub fn get(&self, path: &str) -> Option<&Key> {

@@ -1,0 +1,363 @@
+//! Whole Hyper-V VMs: `ckptfs list/ls/cat VM` where VM is a configuration file (a
+//! 2012 R2 `.xml` here; `.vmcx` once its container is read), a checkpoint's
+//! configuration, or the VM's folder as Hyper-V lays it out (`Virtual Machines/`,
+//! `Snapshots/`, `Virtual Hard Disks/`). Checkpoints show under the names the admin
+//! gave, with parents derived from the disk trees; each disk of each checkpoint is the
+//! state of the file its configuration names.
+//!
+//! The configurations come from tests/support/hyperv_config.rs, the disks from the
+//! VHDX writer (tests/support/vhdx_writer.rs), whose expected raw disk per file the
+//! bytes are compared with. The real 2012 R2 files in ../shared/samples are read too.
+
+mod support;
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use support::hyperv_config::{base64, Drive, HvConfig};
+use support::model::Model;
+use support::vhdx_writer::{ChainBuilder, LayerId};
+use util::{assert_same_bytes, ckptfs};
+
+const VM_ID: &str = "6F1C2E9A-3B4D-4E5F-8A9B-0C1D2E3F4A5B";
+const HOST_DIR: &str = r"C:\ClusterStorage\Volume1\Web\Virtual Hard Disks";
+/// 2026-11-20T10:15:03Z.
+const T0: i64 = 1_795_169_703;
+const MIB: u64 = 1 << 20;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn list_json(args: &[&str]) -> Value {
+    let mut all = vec!["list", "--json"];
+    all.extend(args);
+    serde_json::from_slice(&ckptfs(&all).ok().stdout).unwrap()
+}
+
+/// One disk's files: base, two children of the base (a branch), a grandchild the VM
+/// runs on, and the expected raw disk of each.
+struct DiskFiles {
+    names: [String; 4],
+    expected: [Model; 4],
+}
+
+/// Write a disk tree `stem.vhdx` ← `stem_A.avhdx`, `stem.vhdx` ← `stem_B.avhdx` ←
+/// `stem_C.avhdx` into `dir`, each layer writing its own pattern somewhere.
+fn disk_tree(dir: &Path, stem: &str, seed: u8) -> DiskFiles {
+    let mut chain = ChainBuilder::new(dir, 8 * MIB, 512);
+    let fill = |byte: u8, len: usize| vec![byte; len];
+    let base = chain.base(&format!("{stem}.vhdx"), MIB as u32, false, |e| {
+        e.write(0, &fill(seed, 3 * MIB as usize));
+    });
+    let a = chain.child(
+        base.clone(),
+        &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000A.avhdx"),
+        MIB as u32,
+        |e| {
+            e.write(MIB, &fill(seed + 1, 4096));
+        },
+    );
+    let b = chain.child(
+        base.clone(),
+        &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000B.avhdx"),
+        MIB as u32,
+        |e| {
+            e.write(2 * MIB + 512, &fill(seed + 2, 70_144));
+        },
+    );
+    let c = chain.child(
+        b.clone(),
+        &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000C.avhdx"),
+        MIB as u32,
+        |e| {
+            e.write(5 * MIB, &fill(seed + 3, 512));
+            e.write(0, &fill(seed + 4, 1024));
+        },
+    );
+    let ids: [LayerId; 4] = [base, a, b, c];
+    DiskFiles {
+        names: ids.clone().map(|id| chain.file_name(&id).to_string()),
+        expected: ids.map(|id| chain.expected(&id).clone()),
+    }
+}
+
+fn host_path(name: &str) -> String {
+    format!(r"{HOST_DIR}\{name}")
+}
+
+/// A VM folder: two disks (IDE system disk, SCSI data disk), three checkpoints — "Before
+/// upgrade" freezing the bases, "Patched" the A files, then (after applying "Before
+/// upgrade") one under Hyper-V's default name freezing the B files — and the VM
+/// running on the C files. Returns the folder and each disk's files.
+fn hyperv_vm(root: &Path) -> (PathBuf, [DiskFiles; 2]) {
+    let home = root.join("Web");
+    let vhds = home.join("Virtual Hard Disks");
+    std::fs::create_dir_all(&vhds).unwrap();
+    std::fs::create_dir_all(home.join("Virtual Machines")).unwrap();
+    std::fs::create_dir_all(home.join("Snapshots")).unwrap();
+    let disks = [disk_tree(&vhds, "Web", 0x10), disk_tree(&vhds, "data", 0x60)];
+    let config = |name: &str, id: &str, created: Option<i64>, file: usize| HvConfig {
+        name: name.into(),
+        global_id: id.into(),
+        logical_id: VM_ID.into(),
+        created_unix: created,
+        generation: 1,
+        drives: vec![
+            Drive::vhd("ide", 0, 0, &host_path(&disks[0].names[file])),
+            Drive {
+                bus: "ide",
+                controller: 1,
+                drive: 0,
+                kind: "ISO",
+                pathname: r"C:\iso\en-us_windows_server_2022.iso".into(),
+            },
+            Drive::vhd("scsi", 0, 1, &host_path(&disks[1].names[file])),
+        ],
+    };
+    let write = |path: PathBuf, c: HvConfig| std::fs::write(path, c.xml_bytes()).unwrap();
+    write(
+        home.join(format!("Virtual Machines/{VM_ID}.xml")),
+        config("Web & DB", VM_ID, Some(T0 - 86_400), 3),
+    );
+    let snapshots = [
+        ("Before upgrade", "11111111-0000-4000-8000-000000000001", T0, 0),
+        ("Patched", "11111111-0000-4000-8000-000000000002", T0 + 3_600, 1),
+        (
+            "Web - (22/11/2026 - 09:00:00)",
+            "11111111-0000-4000-8000-000000000003",
+            T0 + 7_200,
+            2,
+        ),
+    ];
+    for (name, id, t, file) in snapshots {
+        write(
+            home.join(format!("Snapshots/{id}.xml")),
+            config(name, id, Some(t), file),
+        );
+    }
+    // A .vmrs beside them holds runtime state, not a configuration.
+    std::fs::write(
+        home.join("Snapshots/11111111-0000-4000-8000-000000000001.vmrs"),
+        [0u8; 4096],
+    )
+    .unwrap();
+    (home, disks)
+}
+
+const NAMES: [&str; 4] = [
+    "2026-11-20_101503 Before upgrade",
+    "2026-11-20_111503 Patched",
+    "2026-11-20_121503 Web - (22_11_2026 - 09:00:00)",
+    "current",
+];
+
+#[test]
+fn checkpoints_show_under_their_names_with_parents_from_the_disks() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    let vm_config = home.join(format!("Virtual Machines/{VM_ID}.xml"));
+    let v = list_json(&[s(&vm_config)]);
+    assert_eq!(v["vm"]["name"], "Web & DB");
+    assert_eq!(v["vm"]["hypervisor"], "hyper-v");
+    let cps = v["checkpoints"].as_array().unwrap();
+    let names: Vec<&str> = cps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, NAMES, "a tree in creation order, the running state last");
+    let parents: Vec<&Value> = cps.iter().map(|c| &c["parent"]).collect();
+    assert_eq!(
+        parents,
+        [
+            &Value::Null,
+            &Value::from(NAMES[0]),
+            &Value::from(NAMES[0]),
+            &Value::from(NAMES[2])
+        ],
+        "Patched and the default-named checkpoint both build on Before upgrade; the VM runs on the latter"
+    );
+    assert_eq!(cps[0]["created"], "2026-11-20T10:15:03Z");
+    assert_eq!(cps[2]["title"], "Web - (22/11/2026 - 09:00:00)");
+    for (i, c) in cps.iter().enumerate() {
+        let got: Vec<(&str, &str, String)> = c["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert!(d.get("error").is_none(), "{d}");
+                let file = Path::new(d["file"].as_str().unwrap()).file_name().unwrap();
+                (
+                    d["dir"].as_str().unwrap(),
+                    d["location"].as_str().unwrap(),
+                    file.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Web", "ide0:0", disks[0].names[i].clone()),
+                ("data", "scsi0:1", disks[1].names[i].clone())
+            ],
+            "{}: the ISO is not a disk",
+            NAMES[i]
+        );
+    }
+    // The VM folder and a checkpoint's configuration open the same VM.
+    let snapshot = home.join("Snapshots/11111111-0000-4000-8000-000000000002.xml");
+    for other in [home.clone(), snapshot] {
+        assert_eq!(list_json(&[s(&other)]), v, "{}", other.display());
+    }
+}
+
+#[test]
+fn every_disk_of_every_checkpoint_reads_as_its_file_holds_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    for (i, name) in NAMES.iter().enumerate() {
+        for (dir, disk) in [("Web", &disks[0]), ("data", &disks[1])] {
+            let got = ckptfs(["cat", s(&home), &format!("{name}/{dir}/disk.img")]).ok().stdout;
+            let want = disk.expected[i].read(0, disk.expected[i].size() as usize);
+            assert_same_bytes(&got, &want, &format!("{name}/{dir}"));
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_whose_disk_is_missing_shows_with_an_error_for_that_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    std::fs::remove_file(home.join("Virtual Hard Disks").join(&disks[1].names[1])).unwrap();
+    let v = list_json(&[s(&home)]);
+    let patched = &v["checkpoints"][1];
+    assert_eq!(patched["name"], NAMES[1]);
+    assert!(patched["disks"][0].get("error").is_none(), "{patched}");
+    let err = patched["disks"][1]["error"].as_str().unwrap();
+    assert!(
+        err.contains(&disks[1].names[1]) && err.contains("does not exist"),
+        "{err}"
+    );
+    // Its other disk and the other checkpoints still read.
+    ckptfs(["cat", s(&home), &format!("{}/Web/disk.img", NAMES[1])]).ok();
+    ckptfs(["cat", s(&home), &format!("{}/data/disk.img", NAMES[2])]).ok();
+    let out = ckptfs(["cat", s(&home), &format!("{}/data/disk.img", NAMES[1])]).failed();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn a_folder_with_several_vms_lists_them() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, _) = hyperv_vm(root.path());
+    let mut other = HvConfig {
+        name: "Build agent".into(),
+        global_id: "22222222-0000-4000-8000-000000000000".into(),
+        logical_id: "22222222-0000-4000-8000-000000000000".into(),
+        created_unix: None,
+        generation: 2,
+        drives: vec![Drive::vhd("scsi", 0, 0, r"C:\VMs\agent.vhdx")],
+    };
+    std::fs::write(
+        home.join("Virtual Machines/22222222-0000-4000-8000-000000000000.xml"),
+        other.xml_bytes(),
+    )
+    .unwrap();
+    let out = ckptfs(["list", s(&home)]).failed();
+    assert!(
+        out.stderr.contains("--vm") && out.stderr.contains("\"Web & DB\"") && out.stderr.contains("\"Build agent\""),
+        "{}",
+        out.stderr
+    );
+    let v = list_json(&[s(&home), "--vm", "Build agent"]);
+    assert_eq!(v["vm"]["name"], "Build agent");
+    let disk = &v["checkpoints"][0]["disks"][0];
+    assert_eq!(disk["location"], "scsi0:0");
+    assert!(disk["error"].as_str().unwrap().contains("agent.vhdx"), "{disk}");
+    // A damaged configuration: one line naming the file.
+    other.name = "x".into();
+    let mut bytes = other.xml_bytes();
+    bytes.truncate(bytes.len() / 2);
+    let broken = root.path().join("broken.xml");
+    std::fs::write(&broken, bytes).unwrap();
+    let out = ckptfs(["list", s(&broken)]).failed();
+    assert!(
+        out.stderr.contains(s(&broken)) && out.stderr.contains("XML"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn real_2012_r2_configurations_name_their_vm_and_disks() {
+    let Some(samples) = util::samples_dir() else {
+        return;
+    };
+    // Expected values from the samples' README and the files' own text.
+    let cases = [
+        (
+            "B90AC31B-C6F8-479F-9B91-07B894A6A3F6.xml",
+            "Default Generation 1",
+            "ide0:0",
+            "Default Generation 1.vhdx",
+        ),
+        (
+            "D351C151-DAC7-4042-B434-B72D522C1E4A.xml",
+            "Default Generation 2",
+            "scsi0:0",
+            "Default Generation 2.vhdx",
+        ),
+    ];
+    for (file, name, location, disk) in cases {
+        let path = samples.join("hyperv-config").join(file);
+        let v = list_json(&[s(&path)]);
+        assert_eq!(v["vm"]["name"], name);
+        let cps = v["checkpoints"].as_array().unwrap();
+        assert_eq!(cps.len(), 1, "no checkpoints: the running state only");
+        let disks = cps[0]["disks"].as_array().unwrap();
+        assert_eq!(disks.len(), 1, "{file}: the DVD drive is not a disk: {disks:?}");
+        assert_eq!(disks[0]["location"], location);
+        let err = disks[0]["error"].as_str().unwrap();
+        assert!(err.contains(disk) && err.contains("does not exist"), "{err}");
+    }
+}
+
+#[test]
+fn the_writers_base64_is_the_real_files() {
+    // From D351C151-….xml: <Data type="bytes">AAIAAGQAAAAAAAAAAQAAAAAAAAA=
+    let bytes = [0u8, 2, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(base64(&bytes), "AAIAAGQAAAAAAAAAAQAAAAAAAAA=");
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(base64(b"a"), "YQ==");
+}
+
+#[test]
+fn disk_states_no_checkpoint_names_still_show_under_their_file_names() {
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    // "Patched" was deleted while the VM ran: its configuration is gone, its files
+    // wait for a merge.
+    std::fs::remove_file(home.join("Snapshots/11111111-0000-4000-8000-000000000002.xml")).unwrap();
+    let v = list_json(&[s(&home)]);
+    let cps = v["checkpoints"].as_array().unwrap();
+    let titles: Vec<&str> = cps.iter().map(|c| c["title"].as_str().unwrap()).collect();
+    for (disk, dir) in disks.iter().zip(["Web", "data"]) {
+        let file = &disk.names[1];
+        let c = cps
+            .iter()
+            .find(|c| c["title"] == file.as_str())
+            .unwrap_or_else(|| panic!("{file} not in {titles:?}"));
+        assert_eq!(c["parent"], NAMES[0], "{file}: built on Before upgrade");
+        let only: Vec<&str> = c["disks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["dir"].as_str().unwrap())
+            .collect();
+        assert_eq!(only, [dir], "a state of one disk shows that disk alone");
+        let name = c["name"].as_str().unwrap();
+        assert!(name.ends_with(&format!(" {file}")), "{name}");
+        let got = ckptfs(["cat", s(&home), &format!("{name}/{dir}/disk.img")]).ok().stdout;
+        assert_same_bytes(&got, &disk.expected[1].read(0, disk.expected[1].size() as usize), name);
+    }
+    assert_eq!(cps.len(), 5, "{titles:?}");
+    assert_eq!(cps.last().unwrap()["parent"], NAMES[2]);
+}
