@@ -444,6 +444,19 @@ fn info_on_real_files() {
     )
     .unwrap();
     assert_eq!(j["keys"][0]["name"], "Configurations");
+    // The 2012 R2 XML of the same VM (the samples README): the same facts.
+    let xml = ckptfs([
+        "info".as_ref(),
+        dir.join("B90AC31B-C6F8-479F-9B91-07B894A6A3F6.xml").as_os_str(),
+    ])
+    .ok()
+    .stdout_str();
+    assert!(xml.contains("Hyper-V configuration (2012 R2 XML)"), "{xml}");
+    assert!(xml.contains("name         Default Generation 1"), "{xml}");
+    assert!(
+        xml.contains(r"ide0:0    VHD   C:\Disks\Default Generation 1.vhdx"),
+        "{xml}"
+    );
     let host = ckptfs(["info".as_ref(), dir.join("data.vmcx").as_os_str()])
         .ok()
         .stdout_str();

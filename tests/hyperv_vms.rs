@@ -1,5 +1,5 @@
 //! Whole Hyper-V VMs: `ckptfs list/ls/cat VM` where VM is a configuration file (a
-//! 2012 R2 `.xml` here; `.vmcx` once its container is read), a checkpoint's
+//! 2012 R2 `.xml`, or the same rewritten as `.vmcx` containers), a checkpoint's
 //! configuration, or the VM's folder as Hyper-V lays it out (`Virtual Machines/`,
 //! `Snapshots/`, `Virtual Hard Disks/`). Checkpoints show under the names the admin
 //! gave, with parents derived from the disk trees; each disk of each checkpoint is the
@@ -360,4 +360,65 @@ fn disk_states_no_checkpoint_names_still_show_under_their_file_names() {
     }
     assert_eq!(cps.len(), 5, "{titles:?}");
     assert_eq!(cps.last().unwrap()["parent"], NAMES[2]);
+}
+
+/// Writer items for the `.vmcx` container from a key tree the XML reader gave.
+fn vmcx_items(keys: &[ckptfs::vm::hyperv::keys::Key]) -> Vec<support::vmcx_writer::Item> {
+    use ckptfs::vm::hyperv::keys::KeyValue as K;
+    use support::vmcx_writer::{Item, Value as V};
+    keys.iter()
+        .map(|k| Item {
+            name: k.name.clone(),
+            flags: 0,
+            value: match &k.value {
+                K::Node => V::Node(vmcx_items(&k.children)),
+                K::Int(v) => V::Int(*v),
+                K::UInt(v) => V::UInt(*v),
+                K::Double(v) => V::Double(*v),
+                K::String(v) => V::Str(v.clone()),
+                K::Bytes(v) => V::Bytes(v.clone()),
+                K::Bool(v) => V::Bool(*v),
+            },
+        })
+        .collect()
+}
+
+/// The same VM with `.vmcx` configurations (Hyper-V 2016 and later): each XML file
+/// rewritten as the container by tests/support/vmcx_writer.rs (the VM's own with a
+/// dirty replay log, as if the host stopped mid-write), the XML removed. `list --json`
+/// shows the same VM, checkpoints, parents and disks from the folder, and the VM from
+/// a checkpoint's configuration.
+#[test]
+fn vmcx_configurations_show_the_same_vm_as_xml() {
+    use support::vmcx_writer::{write, Options};
+    let root = tempfile::tempdir().unwrap();
+    let (home, _) = hyperv_vm(root.path());
+    let from_xml = list_json(&[s(&home)]);
+    let mut converted = 0;
+    for dir in ["Virtual Machines", "Snapshots"] {
+        for e in std::fs::read_dir(home.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "xml") {
+                continue;
+            }
+            let keys = ckptfs::vm::hyperv::xml::parse(&std::fs::read(&p).unwrap()).unwrap();
+            let opts = Options {
+                dirty: dir == "Virtual Machines",
+                ..Options::default()
+            };
+            std::fs::write(
+                p.with_extension("vmcx"),
+                write(&vmcx_items(&keys.children), &opts).bytes,
+            )
+            .unwrap();
+            std::fs::remove_file(&p).unwrap();
+            converted += 1;
+        }
+    }
+    assert_eq!(converted, 4);
+    let from_vmcx = list_json(&[s(&home)]);
+    let want = serde_json::to_string(&from_xml).unwrap().replace(".xml\"", ".vmcx\"");
+    assert_eq!(serde_json::to_string(&from_vmcx).unwrap(), want);
+    let snap = home.join("Snapshots/11111111-0000-4000-8000-000000000002.vmcx");
+    assert_eq!(list_json(&[s(&snap)])["vm"]["name"], "Web & DB");
 }
