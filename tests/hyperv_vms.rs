@@ -422,3 +422,97 @@ fn vmcx_configurations_show_the_same_vm_as_xml() {
     let snap = home.join("Snapshots/11111111-0000-4000-8000-000000000002.vmcx");
     assert_eq!(list_json(&[s(&snap)])["vm"]["name"], "Web & DB");
 }
+
+#[test]
+fn the_mount_shows_each_checkpoint_with_its_disks_dated_by_the_checkpoint() {
+    if !util::can_fuse_mount() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let (home, disks) = hyperv_vm(root.path());
+    let mnt = tempfile::tempdir().unwrap();
+    ckptfs(["mount", s(&home), s(mnt.path())]).ok();
+    let result = std::panic::catch_unwind(|| {
+        let mut top: Vec<String> = std::fs::read_dir(mnt.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, NAMES);
+        for (i, name) in NAMES.iter().enumerate() {
+            let dir = mnt.path().join(name);
+            let mut inside: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            inside.sort();
+            assert_eq!(inside, ["Web", "data"], "{name}");
+            for (disk, files) in [("Web", &disks[0]), ("data", &disks[1])] {
+                let got = std::fs::read(dir.join(disk).join("disk.img")).unwrap();
+                let want = files.expected[i].read(0, files.expected[i].size() as usize);
+                assert_same_bytes(&got, &want, &format!("{name}/{disk} through the mount"));
+            }
+        }
+        // A checkpoint's directory carries its creation time.
+        let mtime = std::fs::metadata(mnt.path().join(NAMES[1]))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            mtime,
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs((T0 + 3_600) as u64)
+        );
+    });
+    ckptfs(["umount", s(mnt.path())]).ok();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn the_xml_writer_writes_what_the_real_files_hold() {
+    let Some(samples) = util::samples_dir() else {
+        return;
+    };
+    // The real Generation 2 VM, and the writer's rendering of the same facts.
+    let real = samples.join("hyperv-config/D351C151-DAC7-4042-B434-B72D522C1E4A.xml");
+    let written_dir = tempfile::tempdir().unwrap();
+    let written = written_dir.path().join("D351C151-DAC7-4042-B434-B72D522C1E4A.xml");
+    let config = HvConfig {
+        name: "Default Generation 2".into(),
+        global_id: "D351C151-DAC7-4042-B434-B72D522C1E4A".into(),
+        logical_id: "D351C151-DAC7-4042-B434-B72D522C1E4A".into(),
+        created_unix: None,
+        generation: 2,
+        drives: vec![Drive::vhd("scsi", 0, 0, r"C:\Disks\Default Generation 2.vhdx")],
+    };
+    let bytes = config.xml_bytes();
+    assert_eq!(
+        &bytes[..2],
+        &std::fs::read(&real).unwrap()[..2],
+        "UTF-16LE with a byte order mark"
+    );
+    std::fs::write(&written, bytes).unwrap();
+    let facts = |p: &Path| -> Value {
+        let v: Value = serde_json::from_slice(&ckptfs(["info", "--json", s(p)]).ok().stdout).unwrap();
+        // Only what the writer models; the real file has more keys.
+        let keep = ["name", "global_id", "logical_id", "generation", "type_id"];
+        let obj = v["vm"].as_object().unwrap();
+        let drives: Vec<Value> = obj["drives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["type"] == "VHD")
+            .cloned()
+            .collect();
+        let mut out: serde_json::Map<String, Value> = keep
+            .iter()
+            .filter_map(|k| Some((k.to_string(), obj.get(*k)?.clone())))
+            .collect();
+        out.insert("vhd_drives".into(), Value::from(drives));
+        Value::from(out)
+    };
+    let (got, want) = (facts(&written), facts(&real));
+    assert!(want["vhd_drives"].as_array().is_some_and(|d| !d.is_empty()), "{want}");
+    assert_eq!(got, want);
+}
