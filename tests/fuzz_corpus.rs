@@ -227,6 +227,16 @@ fn vmware_config() {
 }
 
 #[test]
+fn hyperv_xml() {
+    run_target("hyperv_xml");
+}
+
+#[test]
+fn vmcx() {
+    run_target("vmcx");
+}
+
+#[test]
 fn vhd_footer() {
     run_target("vhd_footer");
 }

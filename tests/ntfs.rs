@@ -52,9 +52,6 @@ fn mkntfs(img: &Path, size: u64, cluster: Option<u32>, label: &str) {
     util::run("mkntfs", &args);
 }
 
-/// An ntfs-3g mount. Dropping it (even while a failed test unwinds) unmounts it and waits
-/// for the daemon, which writes the volume's last changes only after the kernel lets go.
-
 fn put(path: &Path, data: &[u8]) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, data).unwrap();

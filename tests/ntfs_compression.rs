@@ -73,8 +73,6 @@ fn can_run() -> bool {
     true
 }
 
-/// An ntfs-3g mount, unmounted (and its daemon waited for) on drop.
-
 fn mkntfs(img: &Path, size: u64, cluster: u32, label: &str) {
     File::create(img).unwrap().set_len(size).unwrap();
     let c = cluster.to_string();

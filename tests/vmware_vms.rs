@@ -14,7 +14,7 @@ mod util;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::vmware_config::{DiskEntry, Snapshot, VmConfig};
+use support::vmware_config::{create_time_halves, DiskEntry, Snapshot, VmConfig};
 use util::{assert_same_bytes, ckptfs, have_tool};
 
 const BASE: &str = "Win11.vhdx";
@@ -226,7 +226,8 @@ fn broken_snapshot_lists_are_refused_in_one_line_naming_the_file() {
     }
     let dir = demo_chain();
     let vmsd = dir.path().join("Win11.vmsd");
-    let cases: Vec<(&str, Box<dyn Fn(&mut VmConfig)>, &str)> = vec![
+    type Damage = Box<dyn Fn(&mut VmConfig)>;
+    let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "unknown parent",
             Box::new(|vm| vm.snapshots[1].parent = Some(9)),
@@ -423,4 +424,406 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------
+// VMDK delta chains written by qemu, as VMware lays them out.
+// ---------------------------------------------------------------------------------
+
+/// Grain size of qemu's hosted sparse extents: deltas hold whole 64 KiB grains.
+const GRAIN: usize = 64 << 10;
+
+/// Run `cmd` in `dir`, failing the test with its stderr if it fails.
+fn run_in(dir: &Path, cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Write `raw` as a base VMDK `name` (qemu subformat `subformat`).
+fn qemu_base(dir: &Path, name: &str, raw: &[u8], subformat: &str) {
+    let raw_path = dir.join(format!("{name}.raw-input"));
+    std::fs::write(&raw_path, raw).unwrap();
+    let opt = format!("subformat={subformat}");
+    run_in(
+        dir,
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "vmdk", "-o", &opt, s(&raw_path), name],
+    );
+    std::fs::remove_file(raw_path).unwrap();
+}
+
+/// A delta `name` on `parent` holding exactly the grains where `raw` differs from
+/// `parent_raw`, written through qemu as a running VM would write them.
+fn qemu_delta(dir: &Path, name: &str, parent: &str, parent_raw: &[u8], raw: &[u8], subformat: &str) {
+    let opt = format!("subformat={subformat}");
+    run_in(
+        dir,
+        "qemu-img",
+        &[
+            "create", "-q", "-f", "vmdk", "-o", &opt, "-b", parent, "-F", "vmdk", name,
+        ],
+    );
+    let mut commands: Vec<String> = Vec::new();
+    let chunks = tempfile::tempdir().unwrap();
+    for (i, (new, old)) in raw.chunks(GRAIN).zip(parent_raw.chunks(GRAIN)).enumerate() {
+        if new != old {
+            let chunk = chunks.path().join(format!("{i}"));
+            std::fs::write(&chunk, new).unwrap();
+            commands.push(format!("write -q -s {} {} {}", s(&chunk), i * GRAIN, new.len()));
+        }
+    }
+    assert!(!commands.is_empty(), "{name}: a delta with no change tests nothing");
+    let mut args = vec!["-f", "vmdk"];
+    for c in &commands {
+        args.extend(["-c", c.as_str()]);
+    }
+    args.push(name);
+    run_in(dir, "qemu-io", &args);
+}
+
+/// Guest files of one state: path under the volume root → contents.
+type Files = Vec<(&'static str, Vec<u8>)>;
+
+/// An ext4 volume (no partition table) of `size` bytes holding `files`, made the way a
+/// guest changes its disk: `base` files by mkfs, the rest written into a copy of the
+/// parent's raw by debugfs, so that a state differs from its parent in a few blocks.
+fn ext4_state(work: &Path, parent: Option<&[u8]>, files: &Files, size: usize) -> Vec<u8> {
+    let img = work.join("state.ext4");
+    let src = work.join("src");
+    match parent {
+        None => {
+            let _ = std::fs::remove_dir_all(&src);
+            for (path, data) in files {
+                let p = src.join(path);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, data).unwrap();
+            }
+            let _ = std::fs::remove_file(&img);
+            let size_arg = format!("{}k", size / 1024);
+            util::run(
+                "mkfs.ext4",
+                &[
+                    "-q",
+                    "-F",
+                    "-L",
+                    "Win11",
+                    "-b",
+                    "4096",
+                    "-d",
+                    s(&src),
+                    s(&img),
+                    &size_arg,
+                ],
+            );
+        }
+        Some(raw) => {
+            std::fs::write(&img, raw).unwrap();
+            let mut cmds = String::new();
+            for (i, (path, data)) in files.iter().enumerate() {
+                let host = work.join(format!("file{i}"));
+                std::fs::write(&host, data).unwrap();
+                // `rm` first: debugfs `write` does not replace an existing file.
+                cmds.push_str(&format!("rm /{path}\nwrite {} /{path}\n", s(&host)));
+            }
+            let cmd_file = work.join("debugfs.cmds");
+            std::fs::write(&cmd_file, cmds).unwrap();
+            util::run("debugfs", &["-w", "-f", s(&cmd_file), s(&img)]);
+        }
+    }
+    let out = std::fs::read(&img).unwrap();
+    assert_eq!(out.len(), size);
+    out
+}
+
+/// One state of a VMDK VM: its checkpoint directory, and per disk the raw bytes and
+/// (for the system disk) the guest files it must show.
+struct VmdkState {
+    dir_name: String,
+    system: Vec<u8>,
+    files: Files,
+    data: Vec<u8>,
+}
+
+/// 2026-11-20T10:15:03Z + n days.
+fn day(n: i64) -> i64 {
+    T1 + n * 86_400
+}
+
+/// A VMware VM on two VMDK disks as Workstation leaves it after this history:
+///
+/// 1. snapshot "Before upgrade" (uid 1) freezes `Win11.vmdk` and `data.vmdk`;
+/// 2. snapshot uid 2 is taken, then deleted: its delta (`-000001`) was merged away;
+/// 3. snapshot "Patched" (uid 3) freezes `Win11-000002.vmdk` / `data-000002.vmdk`;
+/// 4. the admin reverts to "Before upgrade" and works on: new deltas `-000003`;
+/// 5. snapshot "Branch test" (uid 4) freezes them; the VM runs on `-000004`.
+///
+/// So the tree branches at "Before upgrade", the `.vmsd` has a gap in its uids, and
+/// both disks have the same shape in different qemu subformats.
+fn vmdk_vm(dir: &Path) -> Vec<VmdkState> {
+    let work = tempfile::tempdir().unwrap();
+    let size = 24 << 20;
+    let data_size = 6 << 20;
+    let report = |v: &str| format!("Quarterly report, {v}\n").repeat(300).into_bytes();
+    let base_files: Files = vec![
+        ("Users/alice/report.txt", report("draft")),
+        ("Users/alice/notes.txt", b"call Bob\n".to_vec()),
+        ("Windows/System32/config.ini", b"[boot]\nversion=1\n".to_vec()),
+    ];
+    let a = ext4_state(work.path(), None, &base_files, size);
+    let patched: Files = vec![
+        ("Users/alice/report.txt", report("final")),
+        ("Windows/System32/config.ini", b"[boot]\nversion=2\n".to_vec()),
+    ];
+    let b = ext4_state(work.path(), Some(&a), &patched, size);
+    let branch: Files = vec![("Users/alice/notes.txt", b"call Bob\nbranch: try the beta\n".to_vec())];
+    let d = ext4_state(work.path(), Some(&a), &branch, size);
+    let running: Files = vec![("Users/alice/report.txt", report("rewritten on the branch"))];
+    let e = ext4_state(work.path(), Some(&d), &running, size);
+
+    // The data disk: pseudo-random bytes, changed in a few places per state.
+    let data_a = util::pseudo_random(10, data_size);
+    let change = |from: &[u8], seed: u64, at: &[usize]| {
+        let mut out = from.to_vec();
+        for &off in at {
+            out[off..off + 5000].copy_from_slice(&util::pseudo_random(seed + off as u64, 5000));
+        }
+        out
+    };
+    let data_b = change(&data_a, 20, &[0, 3 << 20]);
+    let data_d = change(&data_a, 30, &[70_000, data_size - 5000]);
+    let data_e = change(&data_d, 40, &[1 << 20]);
+
+    qemu_base(dir, "Win11.vmdk", &a, "monolithicSparse");
+    qemu_delta(dir, "Win11-000002.vmdk", "Win11.vmdk", &a, &b, "monolithicSparse");
+    qemu_delta(dir, "Win11-000003.vmdk", "Win11.vmdk", &a, &d, "monolithicSparse");
+    qemu_delta(
+        dir,
+        "Win11-000004.vmdk",
+        "Win11-000003.vmdk",
+        &d,
+        &e,
+        "monolithicSparse",
+    );
+    qemu_base(dir, "data.vmdk", &data_a, "twoGbMaxExtentSparse");
+    qemu_delta(
+        dir,
+        "data-000002.vmdk",
+        "data.vmdk",
+        &data_a,
+        &data_b,
+        "twoGbMaxExtentSparse",
+    );
+    qemu_delta(
+        dir,
+        "data-000003.vmdk",
+        "data.vmdk",
+        &data_a,
+        &data_d,
+        "twoGbMaxExtentSparse",
+    );
+    qemu_delta(
+        dir,
+        "data-000004.vmdk",
+        "data-000003.vmdk",
+        &data_d,
+        &data_e,
+        "twoGbMaxExtentSparse",
+    );
+
+    let disks = |n: &str| {
+        let sys = if n.is_empty() {
+            "Win11.vmdk".to_string()
+        } else {
+            format!("Win11-{n}.vmdk")
+        };
+        let data = if n.is_empty() {
+            "data.vmdk".to_string()
+        } else {
+            format!("data-{n}.vmdk")
+        };
+        vec![DiskEntry::new("scsi0:0", &sys), DiskEntry::new("scsi0:1", &data)]
+    };
+    let snapshot = |slot, uid, parent, name: &str, t, n: &str| Snapshot {
+        slot,
+        uid,
+        parent,
+        name: name.into(),
+        description: None,
+        created_unix: Some(t),
+        disks: disks(n),
+    };
+    let mut vm = VmConfig::new("Win11 on VMDK");
+    vm.running = disks("000004");
+    vm.snapshots = vec![
+        snapshot(0, 1, None, "Before upgrade", day(0), ""),
+        snapshot(1, 3, Some(1), "Patched", day(2), "000002"),
+        snapshot(2, 4, Some(1), "Branch test", day(3), "000003"),
+    ];
+    vm.current = Some(4);
+    vm.write(dir, "Win11");
+
+    let merged = |base: &Files, over: &Files| -> Files {
+        let mut out = base.clone();
+        for (p, d) in over {
+            out.retain(|(q, _)| q != p);
+            out.push((*p, d.clone()));
+        }
+        out
+    };
+    let files_b = merged(&base_files, &patched);
+    let files_d = merged(&base_files, &branch);
+    let files_e = merged(&files_d, &running);
+    vec![
+        VmdkState {
+            dir_name: "2026-11-20_101503 Before upgrade".into(),
+            system: a,
+            files: base_files,
+            data: data_a,
+        },
+        VmdkState {
+            dir_name: "2026-11-22_101503 Patched".into(),
+            system: b,
+            files: files_b,
+            data: data_b,
+        },
+        VmdkState {
+            dir_name: "2026-11-23_101503 Branch test".into(),
+            system: d,
+            files: files_d,
+            data: data_d,
+        },
+        VmdkState {
+            dir_name: "current".into(),
+            system: e,
+            files: files_e,
+            data: data_e,
+        },
+    ]
+}
+
+fn can_make_vmdk() -> bool {
+    for tool in ["qemu-img", "qemu-io", "mkfs.ext4", "debugfs"] {
+        if !have_tool(tool) {
+            eprintln!("skipped: needs {tool}");
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn a_vmdk_vm_shows_every_snapshot_of_every_disk_as_the_guest_wrote_it() {
+    if !can_make_vmdk() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let states = vmdk_vm(dir.path());
+    let vmx = dir.path().join("Win11.vmx");
+    let before = hashes(&[dir.path()]);
+
+    let v = list_json(&[s(&vmx)]);
+    let cps = v["checkpoints"].as_array().unwrap();
+    let names: Vec<&str> = cps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let want: Vec<&str> = states.iter().map(|st| st.dir_name.as_str()).collect();
+    assert_eq!(names, want, "a tree in creation order, the running state last");
+    let parents: Vec<&Value> = cps.iter().map(|c| &c["parent"]).collect();
+    assert_eq!(
+        parents,
+        [
+            &Value::Null,
+            &Value::from(want[0]),
+            &Value::from(want[0]),
+            &Value::from(want[2])
+        ],
+        "Patched and Branch test both build on Before upgrade (uid 2 was deleted)"
+    );
+    let files: Vec<Vec<String>> = cps
+        .iter()
+        .map(|c| {
+            c["disks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    assert!(d.get("error").is_none(), "{d}");
+                    Path::new(d["file"].as_str().unwrap())
+                        .file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ["Win11.vmdk", "data.vmdk"],
+            ["Win11-000002.vmdk", "data-000002.vmdk"],
+            ["Win11-000003.vmdk", "data-000003.vmdk"],
+            ["Win11-000004.vmdk", "data-000004.vmdk"],
+        ]
+    );
+
+    for st in &states {
+        let name = &st.dir_name;
+        let system = ckptfs(["cat", s(&vmx), &format!("{name}/Win11/disk.img")]).ok().stdout;
+        assert_same_bytes(&system, &st.system, &format!("{name}/Win11/disk.img"));
+        let data = ckptfs(["cat", s(&vmx), &format!("{name}/data/disk.img")]).ok().stdout;
+        assert_same_bytes(&data, &st.data, &format!("{name}/data/disk.img"));
+        // Every guest file, as the guest wrote it, and no other.
+        let listed = ckptfs(["ls", "-R", s(&vmx), &format!("{name}/Win11/volume_Win11")])
+            .ok()
+            .stdout_str();
+        for (path, contents) in &st.files {
+            let leaf = Path::new(path).file_name().unwrap().to_str().unwrap();
+            assert!(
+                listed.lines().any(|l| l.ends_with(leaf)),
+                "{name}: {path} not in\n{listed}"
+            );
+            let got = ckptfs(["cat", s(&vmx), &format!("{name}/Win11/volume_Win11/{path}")])
+                .ok()
+                .stdout;
+            assert_same_bytes(&got, contents, &format!("{name}/{path}"));
+        }
+    }
+    assert_eq!(hashes(&[dir.path()]), before, "nothing is written");
+
+    // The same through the mount, for one snapshot in the middle of the tree.
+    if !util::can_fuse_mount() {
+        return;
+    }
+    let mnt = tempfile::tempdir().unwrap();
+    ckptfs(["mount", s(&vmx), s(mnt.path())]).ok();
+    let result = std::panic::catch_unwind(|| {
+        let st = &states[1];
+        let disk = mnt.path().join(&st.dir_name);
+        let img = std::fs::read(disk.join("data").join("disk.img")).unwrap();
+        assert_same_bytes(&img, &st.data, "data/disk.img through the mount");
+        for (path, contents) in &st.files {
+            let got = std::fs::read(disk.join("Win11").join("volume_Win11").join(path)).unwrap();
+            assert_same_bytes(&got, contents, path);
+        }
+    });
+    ckptfs(["umount", s(mnt.path())]).ok();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn the_writers_time_halves_rebuild_the_microseconds() {
+    for secs in [0i64, 1_795_169_703, 4_102_444_800] {
+        let (high, low) = create_time_halves(secs);
+        assert_eq!((i64::from(high) << 32) | i64::from(low as u32), secs * 1_000_000);
+    }
 }

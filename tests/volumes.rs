@@ -876,9 +876,12 @@ fn check_list(img: &Image) {
     }
 }
 
+/// A partition as sfdisk reports it: number, start and size in bytes.
+type Partition = (u32, u64, u64);
+
 /// sfdisk's reading of a disk: (label, [(number, start, size)] in bytes), None without a
 /// table. For 4096-byte sectors, through a loop device of that sector size.
-fn sfdisk(raw: &Path, sector: u64) -> Option<(String, Vec<(u32, u64, u64)>)> {
+fn sfdisk(raw: &Path, sector: u64) -> Option<(String, Vec<Partition>)> {
     let size = std::fs::metadata(raw).unwrap().len();
     let dev = (sector != 512).then(|| Loop::attach(raw, 0, size, sector));
     let target = dev

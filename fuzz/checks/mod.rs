@@ -15,6 +15,7 @@ pub mod bat;
 pub mod chain_discovery;
 pub mod gpt;
 pub mod header;
+pub mod hyperv_xml;
 pub mod layered;
 pub mod log;
 pub mod mbr;
@@ -32,6 +33,7 @@ pub mod vhd_footer;
 pub mod vhd_parent_locator;
 pub mod vhd_seeds;
 pub mod vhdx_file;
+pub mod vmcx;
 pub mod vmdk_descriptor;
 pub mod vmdk_esx;
 pub mod vmdk_sparse;
@@ -59,6 +61,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("gpt", gpt::check),
     ("partition_table", partition_table::check),
     ("vhd_footer", vhd_footer::check),
+    ("hyperv_xml", hyperv_xml::check),
     ("vhd_dynamic_header", vhd_dynamic_header::check),
     ("vhd_parent_locator", vhd_parent_locator::check),
     ("vhd_file", vhd_file::check),
@@ -67,6 +70,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("vmdk_descriptor", vmdk_descriptor::check),
     ("vmdk_sparse", vmdk_sparse::check),
     ("vmdk_esx", vmdk_esx::check),
+    ("vmcx", vmcx::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,

@@ -395,7 +395,7 @@ mod tests {
     }
 
     impl FakeLayer {
-        fn new(pattern: &str) -> Arc<dyn Layer> {
+        fn layer(pattern: &str) -> Arc<dyn Layer> {
             Arc::new(FakeLayer {
                 sectors: pattern.bytes().collect(),
                 path: PathBuf::from(pattern),
@@ -456,9 +456,9 @@ mod tests {
     fn each_sector_comes_from_the_newest_layer_that_has_it() {
         let d = LayeredDisk::new(
             vec![
-                FakeLayer::new("PaPP0P"),
-                FakeLayer::new("bPPcPP"),
-                FakeLayer::new("ddPdde"),
+                FakeLayer::layer("PaPP0P"),
+                FakeLayer::layer("bPPcPP"),
+                FakeLayer::layer("ddPdde"),
             ],
             1000,
         );
@@ -467,13 +467,13 @@ mod tests {
 
     #[test]
     fn sectors_no_layer_has_read_as_zero_and_a_smaller_parent_ends_in_zeros() {
-        let d = LayeredDisk::new(vec![FakeLayer::new("PPxPPP"), FakeLayer::new("PP")], 1000);
+        let d = LayeredDisk::new(vec![FakeLayer::layer("PPxPPP"), FakeLayer::layer("PP")], 1000);
         assert_eq!(letters(&d), "00x000");
     }
 
     #[test]
     fn unaligned_reads_match_the_whole_disk() {
-        let d = LayeredDisk::new(vec![FakeLayer::new("PaPb0P"), FakeLayer::new("cdefgh")], 1000);
+        let d = LayeredDisk::new(vec![FakeLayer::layer("PaPb0P"), FakeLayer::layer("cdefgh")], 1000);
         let whole = read_all(&d);
         for (off, len) in [(0usize, 1usize), (511, 2), (700, 1500), (1024, 2048), (3071, 1)] {
             let mut b = vec![0xEE; len];
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn reads_past_the_end_are_errors_not_panics() {
-        let d = LayeredDisk::new(vec![FakeLayer::new("ab")], 1000);
+        let d = LayeredDisk::new(vec![FakeLayer::layer("ab")], 1000);
         let mut b = [0u8; 2];
         assert!(d.read_at(1023, &mut b).is_err());
         assert!(d.read_at(u64::MAX, &mut b).is_err());
@@ -518,7 +518,10 @@ mod tests {
     fn the_cache_stays_within_its_run_budget() {
         // Alternating sectors: 2048 runs per unit; a budget of 3000 runs holds one unit.
         let pattern: String = (0..8192).map(|i| if i % 2 == 0 { 'a' } else { 'P' }).collect();
-        let d = LayeredDisk::new(vec![FakeLayer::new(&pattern), FakeLayer::new(&"b".repeat(8192))], 3000);
+        let d = LayeredDisk::new(
+            vec![FakeLayer::layer(&pattern), FakeLayer::layer(&"b".repeat(8192))],
+            3000,
+        );
         let mut b = vec![0u8; 512];
         for unit in 0..4 {
             d.read_at(unit * UNIT, &mut b).unwrap();

@@ -37,12 +37,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Facts about one disk file, as its format records them (VHDX: type, sizes, GUIDs,
-    /// log, parent locator, blocks; VHD: footer, dynamic header, locators, blocks).
+    /// log, parent locator, blocks; VHD: footer, dynamic header, locators, blocks), or
+    /// about a Hyper-V configuration file (.vmcx, .VMRS: the VM's name, ids, generation,
+    /// version and drives).
     Info {
-        /// The disk file.
+        /// The disk file or Hyper-V configuration file.
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// For a Hyper-V configuration file: every key and value, as a tree.
+        #[arg(long)]
+        keys: bool,
     },
     /// The checkpoint tree that IMAGE belongs to.
     List {
@@ -165,7 +170,7 @@ pub(crate) fn in_path(path: &str, e: Error) -> Error {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Info { file, json } => info::run(&file, json),
+        Command::Info { file, json, keys } => info::run(&file, json, keys),
         Command::List { image, json } => list::run(&image, json),
         Command::Ls {
             image,

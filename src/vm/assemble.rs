@@ -6,17 +6,20 @@
 //! that disk's chain) is an error for that disk of that checkpoint only: the others
 //! stay readable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::naming::{checkpoint_names, disk_names};
-use super::{Config, ConfigDisk, StateRef, Vm, VmCheckpoint, VmDisk};
+use super::{Config, ConfigCheckpoint, ConfigDisk, StateRef, Vm, VmCheckpoint, VmDisk};
 use crate::chain::parent::canonical;
 use crate::chain::{CheckpointTree, DiscoverOptions};
 
 /// Find every disk of every checkpoint of `config`.
-pub fn assemble(config: Config, opts: &DiscoverOptions) -> Vm {
+pub fn assemble(mut config: Config, opts: &DiscoverOptions) -> Vm {
     let mut trees = Trees::new(opts);
+    if config.parents_from_disks {
+        derive_parents(&mut config, &mut trees);
+    }
 
     // Display order: the configuration's checkpoints as a tree (each after its parent,
     // siblings oldest first), then the running state.
@@ -141,6 +144,125 @@ pub fn assemble(config: Config, opts: &DiscoverOptions) -> Vm {
     }
 }
 
+/// Parents for a configuration that records none (Hyper-V): a checkpoint's parent is
+/// the checkpoint whose state of the same disk is the nearest ancestor of its own, and
+/// the running state builds on the one nearest to the running files. One disk decides
+/// for each checkpoint: the first, in the running state's order, that resolves, so the
+/// result is a tree even where the disks disagree.
+///
+/// States of a disk's tree that no checkpoint names (a merge left over, a checkpoint
+/// deleted while the VM ran, a file the configuration lost) are added as checkpoints
+/// of that disk alone, titled with their file's name and dated by the file, so that no
+/// state on disk is hidden.
+fn derive_parents(config: &mut Config, trees: &mut Trees) {
+    // The running disks first: their trees hold the checkpoints' files.
+    let running: HashMap<String, StateRef> = resolve(&config.running, trees);
+    let mut states: Vec<HashMap<String, StateRef>> =
+        config.checkpoints.iter().map(|c| resolve(&c.disks, trees)).collect();
+    let mut locations: Vec<String> = Vec::new();
+    for d in config
+        .running
+        .iter()
+        .chain(config.checkpoints.iter().flat_map(|c| &c.disks))
+    {
+        if !locations.contains(&d.location) {
+            locations.push(d.location.clone());
+        }
+    }
+    for (location, unnamed) in unnamed_states(&locations, &running, &states, trees) {
+        let c = &trees.list[unnamed.0].checkpoints[unnamed.1];
+        let file_name = c
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        log::info!(
+            "{}: in the tree of disk {location} but named by no checkpoint",
+            c.path.display()
+        );
+        config.checkpoints.push(ConfigCheckpoint {
+            id: c.path.display().to_string(),
+            title: file_name,
+            description: Some(format!(
+                "{} is in the tree of disk {location} but no checkpoint of the configuration names it",
+                c.path.display()
+            )),
+            created: Some(c.modified),
+            parent: None,
+            disks: vec![ConfigDisk {
+                location: location.clone(),
+                file: c.path.clone(),
+                snapshot: c.snapshot.clone(),
+            }],
+        });
+        states.push(HashMap::from([(location, unnamed)]));
+    }
+    let mut owner: HashMap<StateRef, usize> = HashMap::new();
+    for (i, s) in states.iter().enumerate() {
+        for &state in s.values() {
+            owner.entry(state).or_insert(i);
+        }
+    }
+    let nearest = |own: &HashMap<String, StateRef>| -> Option<usize> {
+        let &(t, ci) = locations.iter().find_map(|l| own.get(l))?;
+        let tree = &trees.list[t];
+        let mut up = tree.checkpoints[ci].parent;
+        while let Some(p) = up {
+            if let Some(&c) = owner.get(&(t, p)) {
+                return Some(c);
+            }
+            up = tree.checkpoints[p].parent;
+        }
+        None
+    };
+    let parents: Vec<Option<usize>> = states.iter().map(&nearest).collect();
+    config.current = nearest(&running);
+    for (c, p) in config.checkpoints.iter_mut().zip(parents) {
+        c.parent = p;
+    }
+}
+
+/// The states of each disk's tree (the tree its running file is in, else the first
+/// found) that neither a checkpoint nor the running state names, with their disk's
+/// location, in tree order.
+fn unnamed_states(
+    locations: &[String],
+    running: &HashMap<String, StateRef>,
+    checkpoints: &[HashMap<String, StateRef>],
+    trees: &Trees,
+) -> Vec<(String, StateRef)> {
+    let named: HashSet<StateRef> = running
+        .values()
+        .chain(checkpoints.iter().flat_map(|c| c.values()))
+        .copied()
+        .collect();
+    let mut seen_trees: HashSet<usize> = HashSet::new();
+    let mut out = Vec::new();
+    for location in locations {
+        let home = running
+            .get(location)
+            .or_else(|| checkpoints.iter().find_map(|c| c.get(location)))
+            .map(|&(t, _)| t);
+        let Some(t) = home.filter(|t| seen_trees.insert(*t)) else {
+            continue;
+        };
+        for ci in 0..trees.list[t].checkpoints.len() {
+            if !named.contains(&(t, ci)) {
+                out.push((location.clone(), (t, ci)));
+            }
+        }
+    }
+    out
+}
+
+/// Where each of `disks` is, by location, for those that resolve.
+fn resolve(disks: &[ConfigDisk], trees: &mut Trees) -> HashMap<String, StateRef> {
+    disks
+        .iter()
+        .filter_map(|d| Some((d.location.clone(), trees.state_of(d).ok()?)))
+        .collect()
+}
+
 /// A checkpoint before naming: one of the configuration's, or the running state.
 struct Entry<'a> {
     title: String,
@@ -206,10 +328,8 @@ impl<'o> Trees<'o> {
     /// Where `disk`'s state is: in a tree already found, else in the tree discovered
     /// from its file.
     fn state_of(&mut self, disk: &ConfigDisk) -> Result<StateRef, String> {
-        if !disk.file.is_file() {
-            return Err(format!("{} does not exist", disk.file.display()));
-        }
-        let path = canonical(&disk.file).map_err(|e| e.to_string())?;
+        let file = self.find(&disk.file)?;
+        let path = canonical(&file).map_err(|e| e.to_string())?;
         let key = (path.clone(), disk.snapshot.clone());
         if let Some(&found) = self.index.get(&key) {
             return Ok(found);
@@ -235,6 +355,35 @@ impl<'o> Trees<'o> {
             Some(id) => format!("{} holds no snapshot {id}", disk.file.display()),
             None => format!("{} is not in its own tree", disk.file.display()),
         })
+    }
+}
+
+impl Trees<'_> {
+    /// `file`, or where a file of its name is: a member of a tree found so far (a
+    /// configuration written on another host names files where they were there), or
+    /// in a `--search-dir`.
+    fn find(&self, file: &Path) -> Result<PathBuf, String> {
+        if file.is_file() {
+            return Ok(file.to_path_buf());
+        }
+        let missing = || format!("{} does not exist", file.display());
+        let name = file.file_name().ok_or_else(missing)?;
+        let same_name = |p: &&PathBuf| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case(&name.to_string_lossy()))
+        };
+        let mut members: Vec<&PathBuf> = self.index.keys().map(|(p, _)| p).filter(same_name).collect();
+        members.sort();
+        members.dedup();
+        if let [only] = members[..] {
+            return Ok(only.clone());
+        }
+        self.opts
+            .search_dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(missing)
     }
 }
 

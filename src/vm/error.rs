@@ -19,4 +19,8 @@ pub enum ConfigError {
     /// Not a configuration this reader knows, or too large to be one.
     #[error("{0}")]
     NotAConfig(String),
+
+    /// A Hyper-V configuration container (`.vmcx`, `.VMRS`) that cannot be read.
+    #[error("{0}")]
+    HyperVStorage(#[from] super::hyperv::VmcxError),
 }

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{assemble, vmware, Config, ConfigError, Vm};
+use super::{assemble, hyperv, vmware, Config, ConfigError, Vm};
 use crate::chain::DiscoverOptions;
 use crate::{Error, Result};
 
@@ -33,14 +33,17 @@ pub fn open(path: &Path, choice: &Choice, opts: &DiscoverOptions) -> Result<Opti
 /// The configuration of the file at `path`, if it is one.
 fn read_config(path: &Path) -> Result<Option<Config>> {
     let head = sniff(path)?;
-    vmware::read_config(path, &head)
+    match vmware::read_config(path, &head)? {
+        Some(c) => Ok(Some(c)),
+        None => hyperv::read_config(path, &head),
+    }
 }
 
 /// The one VM in `dir` (or the one `choice` names).
 fn config_in_folder(dir: &Path, choice: &Choice) -> Result<Config> {
     let mut configs: Vec<Config> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
-    for candidate in vmware::configs_in(dir) {
+    for candidate in vmware::configs_in(dir).into_iter().chain(hyperv::configs_in(dir)) {
         match read_config(&candidate) {
             Ok(Some(c)) => configs.push(c),
             Ok(None) => {}
@@ -61,7 +64,7 @@ fn config_in_folder(dir: &Path, choice: &Choice) -> Result<Config> {
             let mut msg = match &choice.vm {
                 Some(v) => format!("{}: no VM named {v:?} here", dir.display()),
                 None => format!(
-                    "{}: no VM configuration here (.vmx); give a configuration file or a disk file",
+                    "{}: no VM configuration here (.vmx, .vmcx, .xml, or a Virtual Machines folder); give a configuration file or a disk file",
                     dir.display()
                 ),
             };

@@ -11,6 +11,7 @@
 
 mod assemble;
 mod error;
+pub mod hyperv;
 mod locate;
 mod naming;
 pub mod vmware;
@@ -39,6 +40,10 @@ pub struct Config {
     pub current: Option<usize>,
     /// The disks the VM runs on now.
     pub running: Vec<ConfigDisk>,
+    /// The configuration records no parents (Hyper-V): each checkpoint's parent, and
+    /// the checkpoint the running state was made from, are derived from the disks (the
+    /// checkpoint whose file is the nearest ancestor of its own).
+    pub parents_from_disks: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -157,16 +157,3 @@ impl VmConfig {
         std::fs::write(dir.join(format!("{stem}.vmsd")), encode(self.vmsd_text())).unwrap();
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn halves_rebuild_the_microseconds() {
-        for secs in [0i64, 1_795_169_703, 4_102_444_800] {
-            let (high, low) = create_time_halves(secs);
-            assert_eq!((i64::from(high) << 32) | i64::from(low as u32), secs * 1_000_000);
-        }
-    }
-}

@@ -77,6 +77,7 @@ pub fn read_config(path: &Path, head: &[u8]) -> Result<Option<Config>> {
         checkpoints,
         current: snapshots.current.as_deref().and_then(uid_index),
         running: vmx.disks.iter().map(|d| disk(&d.node, &d.file_name)).collect(),
+        parents_from_disks: false,
     }))
 }
 
