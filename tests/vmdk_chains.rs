@@ -1,0 +1,751 @@
+//! VMDK snapshot chains and trees made by the test-only VMDK writer
+//! (tests/support/vmdk_writer.rs, cross-checked against qemu-img, libvmdk and
+//! dissect.hypervisor by `scripts/crosscheck_writer.py --format vmdk`), read through
+//! the ckptfs binary: every state's `cat <checkpoint>/disk.img` equals the writer's
+//! model for every variant; names, parents and depths are right; a CID mismatch is
+//! refused naming both files and CIDs (and read with `--ignore-parent-mismatch`); a
+//! missing extent, a journal that needs replay are one-line errors; a damaged primary
+//! grain directory is passed over for the redundant one; guest files read back through
+//! COWD and SESparse deltas; nothing is written to the files.
+//!
+//! Every run of the binary has a time limit, so a reader that loops fails the test
+//! instead of hanging it.
+
+mod support;
+mod util;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::vmdk_writer::*;
+use util::{assert_same_bytes, Output};
+
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the binary like `util::ckptfs`, but kills it and panics after `TIME_LIMIT`.
+fn ckptfs<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ckptfs"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ckptfs");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        out.read_to_end(&mut b).map(|_| b).unwrap_or_default()
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s).unwrap_or_default()
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > TIME_LIMIT {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("ckptfs {args:?} still running after {TIME_LIMIT:?}: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        code: status.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Listed {
+    file: PathBuf,
+    name: String,
+    parent: Option<String>,
+    depth: u64,
+    json: serde_json::Value,
+}
+
+fn list_with(image: &Path, extra: &[&str]) -> Vec<Listed> {
+    let mut args = vec!["list", "--json"];
+    args.extend(extra);
+    args.push(s(image));
+    let out = ckptfs(&args).ok();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Listed {
+            file: PathBuf::from(c["file"].as_str().unwrap()),
+            name: c["name"].as_str().unwrap().to_string(),
+            parent: c["parent"].as_str().map(String::from),
+            depth: c["depth"].as_u64().unwrap_or(0),
+            json: c.clone(),
+        })
+        .collect()
+}
+
+/// Every layer of `c` is a checkpoint of the tree listed from `image`, with the right
+/// parent and depth, and `cat <name>/disk.img` gives the layer's model byte for byte.
+fn assert_every_state_with(c: &ChainBuilder, image: &Path, extra: &[&str]) {
+    let listed = list_with(image, extra);
+    assert_eq!(
+        listed.len(),
+        c.layers().len(),
+        "every disk is found: {:?}",
+        names(&listed)
+    );
+    let entry_of = |id: &LayerId| -> &Listed {
+        let file = std::fs::canonicalize(c.path(id)).unwrap();
+        listed
+            .iter()
+            .find(|l| l.file == file)
+            .unwrap_or_else(|| panic!("{} not listed: {:?}", file.display(), names(&listed)))
+    };
+    for id in c.layers() {
+        let e = entry_of(&id);
+        assert_eq!(
+            e.parent,
+            c.parent(&id).map(|p| entry_of(&p).name.clone()),
+            "{}: parent",
+            e.name
+        );
+        assert_eq!(e.depth, c.chain(&id).len() as u64, "{}: depth", e.name);
+        let mut args = vec!["cat"];
+        args.extend(extra);
+        let path = format!("{}/disk.img", e.name);
+        args.extend([s(image), &path]);
+        let out = ckptfs(&args).ok();
+        let model = c.expected(&id);
+        assert_same_bytes(
+            &out.stdout,
+            &model.read(0, model.size() as usize),
+            &format!("{} ({})", c.file_name(&id), e.name),
+        );
+    }
+}
+
+fn assert_every_state(c: &ChainBuilder, image: &Path) {
+    assert_every_state_with(c, image, &[])
+}
+
+fn names(l: &[Listed]) -> Vec<(String, String)> {
+    l.iter()
+        .map(|x| (x.name.clone(), x.file.display().to_string()))
+        .collect()
+}
+
+/// Writes spread over the disk: start, a grain boundary, the middle, the end.
+fn spread(e: &mut LayerEdits, salt: u64) {
+    let sectors = e.virtual_size() / SECTOR;
+    e.write_sectors(salt % 64, 3);
+    e.write_sectors(127 + salt, 2);
+    e.write_sectors(4096 + salt * 17, 200);
+    e.write_sectors(sectors / 2 + salt, 1);
+    e.write_sectors(sectors - 1 - salt, 1);
+}
+
+fn sparse(version: u32, grain: u64, zero: bool, all_gts: bool) -> Variant {
+    Variant::MonolithicSparse(SparseOpts {
+        version,
+        grain_sectors: grain,
+        zero_grain_flag: zero,
+        all_gts,
+        ..SparseOpts::default()
+    })
+}
+
+const SIZE: u64 = 12 * MIB;
+
+/// Each base variant alone, then under a sparse child (and the child's own child),
+/// listed from the leaf and from the base.
+fn variant_chain(base_variant: Variant, child_variant: Variant) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", base_variant, |e| {
+        e.write_sectors(0, 9000);
+        spread(e, 1);
+    });
+    assert_every_state(&c, &c.path(&b));
+    let s1 = c.child(b, "vm-000001.vmdk", child_variant.clone(), |e| spread(e, 2));
+    let s2 = c.child(s1, "vm-000002.vmdk", child_variant, |e| {
+        spread(e, 3);
+        e.write_sectors(5, 1);
+    });
+    assert_every_state(&c, &c.path(&s2));
+    assert_every_state(&c, &c.path(&b));
+}
+
+#[test]
+fn monolithic_sparse_v1() {
+    variant_chain(Variant::sparse(), Variant::sparse());
+}
+
+#[test]
+fn monolithic_sparse_v2_8k_grains_only_used_grain_tables() {
+    variant_chain(sparse(2, 16, false, false), sparse(2, 16, false, false));
+}
+
+#[test]
+fn monolithic_sparse_v3_4k_grains_without_redundant_gd() {
+    let v = Variant::MonolithicSparse(SparseOpts {
+        version: 3,
+        grain_sectors: 8,
+        redundant_gd: false,
+        ..SparseOpts::default()
+    });
+    variant_chain(v.clone(), v);
+}
+
+#[test]
+fn two_gb_max_extent_sparse() {
+    let v = Variant::TwoGbMaxExtentSparse {
+        opts: SparseOpts::default(),
+        extent_sectors: 8192,
+    };
+    variant_chain(v.clone(), v);
+}
+
+#[test]
+fn monolithic_flat_with_an_offset() {
+    variant_chain(Variant::MonolithicFlat { offset: 7 }, Variant::sparse());
+}
+
+#[test]
+fn two_gb_max_extent_flat() {
+    variant_chain(Variant::TwoGbMaxExtentFlat { extent_sectors: 10000 }, Variant::sparse());
+}
+
+#[test]
+fn stream_optimized_under_sparse_deltas() {
+    variant_chain(Variant::StreamOptimized { grain_sectors: 128 }, Variant::sparse());
+}
+
+#[test]
+fn vmfs_under_cowd_deltas() {
+    variant_chain(Variant::Vmfs, Variant::vmfs_sparse());
+}
+
+#[test]
+fn vmfs_under_cowd_deltas_with_16_sector_grains() {
+    variant_chain(Variant::Vmfs, Variant::VmfsSparse { grain_sectors: 16 });
+}
+
+#[test]
+fn vmfs_under_sesparse_deltas() {
+    variant_chain(Variant::Vmfs, Variant::se_sparse());
+}
+
+/// Zeroed-grain GTEs over the parent's data read as zeros; a later write into a
+/// zeroed grain reads back.
+#[test]
+fn zero_grains_hide_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, SIZE / SECTOR));
+    let z = sparse(1, 128, true, true);
+    let s1 = c.child(b, "vm-000001.vmdk", z.clone(), |e| {
+        e.zero(128, 512);
+        e.zero(SIZE / SECTOR - 128, 128);
+    });
+    c.child(s1, "vm-000002.vmdk", z, |e| e.write_sectors(200, 1));
+    assert!(c.expected(&s1).read(128 * 512, 512).iter().all(|&x| x == 0));
+    assert_every_state(&c, &c.path(&b));
+}
+
+/// SESparse zero and unmapped grains read as zeros (not the parent's data),
+/// unallocated ones as the parent; an ESXi chain COWD → SESparse → SESparse.
+#[test]
+fn sesparse_grain_types_over_a_cowd_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 40 * MIB; // three SESparse grain tables (16 MiB each)
+    let mut c = ChainBuilder::new(dir.path(), size);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, size / SECTOR));
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::vmfs_sparse(),
+        Hint::VmfsVolumes,
+        |e| spread(e, 4),
+        |_| {},
+    );
+    let s2 = c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| {
+        spread(e, 5);
+        e.zero(64, 64);
+        e.unmap(4096, 64);
+        e.unmap(33000 * 2, 8);
+    });
+    c.child(s2, "vm-000003.vmdk", Variant::se_sparse(), |e| {
+        e.write_sectors(4100, 1); // inside an unmapped grain of the parent
+        e.zero(32768 * 2, 8);
+    });
+    assert_ne!(c.alt_unmapped_transparent(&s2), Some(c.expected(&s2)));
+    assert_every_state(&c, &c.path(&b));
+}
+
+/// A tree in one folder, VMware-named: two branches off the base, one off a delta.
+#[test]
+fn a_snapshot_tree_with_branches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 10000));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::sparse(), |e| spread(e, 6));
+    c.child(s1, "vm-000002.vmdk", Variant::sparse(), |e| spread(e, 7));
+    let s3 = c.child(b, "vm-000003.vmdk", Variant::sparse(), |e| spread(e, 8));
+    c.child(s3, "vm-000004.vmdk", Variant::sparse(), |e| spread(e, 9));
+    c.child(s1, "vm-000005.vmdk", Variant::sparse(), |e| spread(e, 10));
+    for id in c.layers() {
+        assert_every_state(&c, &c.path(&id));
+    }
+}
+
+/// An ESXi tree: vmfs base, COWD and SESparse branches behind descriptors.
+#[test]
+fn an_esxi_tree_of_cowd_and_sesparse_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 20000));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| spread(e, 11));
+    c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| spread(e, 12));
+    c.child(b, "vm-000003.vmdk", Variant::se_sparse(), |e| spread(e, 13));
+    assert_every_state(&c, &c.path(&s1));
+}
+
+/// 30 deltas: every state is its own disk.
+#[test]
+fn a_chain_of_depth_30() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), 4 * MIB);
+    let mut last = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 8192));
+    for i in 1..30u64 {
+        last = c.child(last, &format!("vm-{i:06}.vmdk"), Variant::sparse(), |e| {
+            e.write_sectors(i * 61 % 8000, 1 + i % 9);
+            e.write_sectors(i, 1);
+        });
+    }
+    assert_eq!(c.chain(&last).len(), 30);
+    assert_every_state(&c, &c.path(&last));
+}
+
+/// parentFileNameHint as an absolute Windows path and as an ESXi datastore path: the
+/// parent is found beside the child by the hint's file name.
+#[test]
+fn parent_hints_windows_absolute_and_vmfs_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 10000));
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::sparse(),
+        Hint::WindowsAbsolute,
+        |e| spread(e, 14),
+        |_| {},
+    );
+    let s2 = c.child_with(
+        s1,
+        "vm-000002.vmdk",
+        Variant::vmfs_sparse(),
+        Hint::VmfsVolumes,
+        |e| spread(e, 15),
+        |_| {},
+    );
+    assert!(c
+        .spec(&s1)
+        .descriptor
+        .parent_hint
+        .as_deref()
+        .unwrap()
+        .starts_with("C:\\"));
+    assert_every_state(&c, &c.path(&s2));
+}
+
+/// A relative hint into another directory.
+#[test]
+fn parent_hint_into_a_sibling_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("base");
+    std::fs::create_dir(&base_dir).unwrap();
+    let mut c = ChainBuilder::new(&base_dir, SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 10000));
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::sparse(),
+        Hint::Text("../base/vm.vmdk".into()),
+        |e| spread(e, 16),
+        |_| {},
+    );
+    let snaps = dir.path().join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let moved = snaps.join("vm-000001.vmdk");
+    std::fs::rename(c.path(&s1), &moved).unwrap();
+    let listed = list_with(&moved, &[]);
+    assert_eq!(listed.len(), 2, "{:?}", names(&listed));
+    let leaf = listed.iter().find(|l| l.parent.is_some()).unwrap();
+    let out = ckptfs(["cat", s(&moved), &format!("{}/disk.img", leaf.name)]).ok();
+    assert_same_bytes(&out.stdout, &c.expected(&s1).read(0, SIZE as usize), "moved leaf");
+}
+
+/// Several extents under one descriptor: FLAT with an offset, ZERO, FLAT; a child.
+#[test]
+fn flat_zero_flat_extents_under_one_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let q = SIZE / SECTOR / 4;
+    let ext = |sectors, kind, file: Option<&str>| ExtentSpec {
+        access: Access::Rw,
+        sectors,
+        kind,
+        file: file.map(String::from),
+    };
+    let b = c.base(
+        "vm.vmdk",
+        Variant::Custom {
+            create_type: "monolithicFlat".into(),
+            extents: vec![
+                ext(q, ExtentKind::Flat { offset: 3 }, Some("vm-pt1.vmdk")),
+                ext(q, ExtentKind::Zero, None),
+                ext(2 * q, ExtentKind::Flat { offset: 0 }, Some("vm-pt2.vmdk")),
+            ],
+        },
+        |e| {
+            e.write_sectors(0, q);
+            e.write_sectors(2 * q, 2 * q);
+        },
+    );
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::sparse(), |e| {
+        spread(e, 17);
+        e.write_sectors(q + 5, 3);
+    });
+    assert_every_state(&c, &c.path(&s1));
+}
+
+/// RDONLY extents (as in an OVF export's descriptor) read like RW ones.
+#[test]
+fn rdonly_extents_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base_with(
+        "vm.vmdk",
+        Variant::TwoGbMaxExtentFlat { extent_sectors: 8192 },
+        |e| e.write_sectors(0, SIZE / SECTOR),
+        |s| s.extents.iter_mut().for_each(|e| e.access = Access::RdOnly),
+    );
+    assert_every_state(&c, &c.path(&b));
+}
+
+/// windows-1252 descriptors whose extent names and parent hint hold an é.
+#[test]
+fn windows_1252_descriptors_with_accented_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let v = Variant::TwoGbMaxExtentSparse {
+        opts: SparseOpts::default(),
+        extent_sectors: 16384,
+    };
+    let b = c.base_with(
+        "Café.vmdk",
+        v.clone(),
+        |e| e.write_sectors(0, 10000),
+        |s| s.descriptor.encoding = Encoding::Windows1252,
+    );
+    let s1 = c.child_with(
+        b,
+        "Café-000001.vmdk",
+        v,
+        Hint::Relative,
+        |e| spread(e, 18),
+        |s| s.descriptor.encoding = Encoding::Windows1252,
+    );
+    assert_every_state(&c, &c.path(&s1));
+}
+
+/// The primary grain directory of base and child points past the end of the file;
+/// the redundant one is right and is used.
+#[test]
+fn a_damaged_primary_grain_directory_falls_back_to_the_redundant_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let o = SparseOpts {
+        damage_primary_gd: Some(GdDamage::PastEof),
+        ..SparseOpts::default()
+    };
+    let b = c.base("vm.vmdk", Variant::MonolithicSparse(o), |e| {
+        e.write_sectors(0, 5000);
+        spread(e, 19);
+    });
+    c.child(b, "vm-000001.vmdk", Variant::MonolithicSparse(o), |e| spread(e, 20));
+    assert_every_state(&c, &c.path(&b));
+}
+
+fn one_error_line(out: &Output) -> String {
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("ckptfs: ")).collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        out.stderr
+    );
+    errors[0].to_string()
+}
+
+/// The child's parentCID is not the parent's CID: refused, naming both files and both
+/// CIDs; `--ignore-parent-mismatch` reads it anyway (with a warning).
+#[test]
+fn a_cid_mismatch_is_refused_and_can_be_overridden() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 10000));
+    let wrong = 0x0bad_c1d0u32;
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::sparse(),
+        Hint::Relative,
+        |e| spread(e, 21),
+        |s| s.descriptor.parent_cid = wrong,
+    );
+    let actual = c.spec(&b).descriptor.cid;
+    for args in [vec!["list"], vec!["cat"]] {
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        args.push(s(&c.path(&s1)).to_string());
+        if args[0] == "cat" {
+            args.push("02_current/disk.img".into());
+        }
+        let out = ckptfs(&args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        let line = one_error_line(&out).to_lowercase();
+        assert!(line.contains("vm-000001.vmdk"), "{line}");
+        assert!(line.contains("vm.vmdk"), "{line}");
+        assert!(line.contains(&format!("{wrong:08x}")), "expected CID missing: {line}");
+        assert!(line.contains(&format!("{actual:08x}")), "actual CID missing: {line}");
+    }
+    let out = ckptfs([
+        "cat",
+        "--ignore-parent-mismatch",
+        s(&c.path(&s1)),
+        "02_current/disk.img",
+    ])
+    .ok();
+    assert_same_bytes(&out.stdout, &c.expected(&s1).read(0, SIZE as usize), "read anyway");
+    assert!(!out.stderr.is_empty(), "a warning is expected when reading anyway");
+    assert_every_state_with(&c, &c.path(&s1), &["--ignore-parent-mismatch"]);
+}
+
+/// A missing extent file (a twoGbMaxExtentSparse piece, a COWD delta, a flat file) is
+/// an error naming it.
+#[test]
+fn a_missing_extent_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base(
+        "vm.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 8192,
+        },
+        |e| e.write_sectors(0, 100),
+    );
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| spread(e, 22));
+    let cases = [
+        (dir.path().join("vm-s002.vmdk"), c.path(&b)),
+        (dir.path().join("vm-000001-delta.vmdk"), c.path(&s1)),
+    ];
+    for (victim, image) in cases {
+        let keep = victim.with_extension("keep");
+        std::fs::rename(&victim, &keep).unwrap();
+        let out = ckptfs(["cat", s(&image), "01_current/disk.img"]);
+        let out2 = ckptfs(["list", s(&image)]);
+        std::fs::rename(&keep, &victim).unwrap();
+        let name = victim.file_name().unwrap().to_str().unwrap();
+        for o in [&out, &out2] {
+            assert_eq!(o.code, Some(1), "{name}: {}", o.stderr);
+            let line = one_error_line(o);
+            assert!(line.contains(name), "{name} not named: {line}");
+        }
+    }
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut c2 = ChainBuilder::new(dir2.path(), SIZE);
+    let f = c2.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 10));
+    std::fs::remove_file(dir2.path().join("vm-flat.vmdk")).unwrap();
+    let out = ckptfs(["cat", s(&c2.path(&f)), "01_current/disk.img"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(one_error_line(&out).contains("vm-flat.vmdk"), "{}", out.stderr);
+}
+
+/// An SESparse extent whose volatile header asks for a journal replay: refused with an
+/// error that says so, rather than stale data.
+#[test]
+fn an_sesparse_journal_needing_replay_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 4000));
+    let s1 = c.child(
+        b,
+        "vm-000001.vmdk",
+        Variant::SeSparse {
+            journal_needs_replay: true,
+        },
+        |e| spread(e, 23),
+    );
+    let out = ckptfs(["cat", s(&c.path(&s1)), "02_current/disk.img"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = one_error_line(&out);
+    assert!(line.contains("vm-000001-sesparse.vmdk"), "{line}");
+    assert!(line.to_lowercase().contains("journal"), "{line}");
+}
+
+/// A compressed grain that does not inflate is an error naming the file, not a panic
+/// or wrong data.
+#[test]
+fn a_bad_compressed_grain_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::StreamOptimized { grain_sectors: 128 }, |e| {
+        e.write_sectors(0, 1000)
+    });
+    let l = &c.layouts(&b)[0];
+    let (_, &at) = l.grain_offsets.iter().next().unwrap();
+    corrupt::write_at(&l.path, at + 12, &[0xff; 16]);
+    let out = ckptfs(["cat", s(&c.path(&b)), "01_current/disk.img"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(one_error_line(&out).contains("vm.vmdk"), "{}", out.stderr);
+}
+
+/// Reading (list, cat of every state, info) leaves every byte and mtime alone.
+#[test]
+fn files_are_unchanged_after_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 20000));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| spread(e, 24));
+    let s2 = c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| spread(e, 25));
+    c.child(s2, "vm-000003.vmdk", Variant::sparse(), |e| spread(e, 26));
+    let mut all: Vec<PathBuf> = c.layers().iter().flat_map(|id| c.files(id)).collect();
+    all.sort();
+    let snapshot = || -> Vec<(Vec<u8>, std::time::SystemTime)> {
+        all.iter()
+            .map(|p| {
+                (
+                    std::fs::read(p).unwrap(),
+                    std::fs::metadata(p).unwrap().modified().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = snapshot();
+    assert_every_state(&c, &c.path(&b));
+    for id in c.layers() {
+        ckptfs(["info", s(&c.path(&id))]);
+    }
+    let after = snapshot();
+    for (p, (b, a)) in all.iter().zip(before.iter().zip(&after)) {
+        assert!(b.0 == a.0, "{} modified", p.display());
+        assert_eq!(b.1, a.1, "{} mtime changed", p.display());
+    }
+}
+
+/// An ext4 filesystem (mkfs.ext4 -d) as the base state of a vmfs disk, changed by the
+/// guest through a COWD delta and then an SESparse delta (debugfs writes the files);
+/// every state's files read back through `ckptfs cat`.
+#[test]
+fn ext4_guest_files_through_cowd_and_sesparse_deltas() {
+    if !util::have_tool("mkfs.ext4") || !util::have_tool("debugfs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 32 * MIB;
+    let content = tmp.path().join("content");
+    std::fs::create_dir_all(content.join("docs")).unwrap();
+    let v1 = util::pseudo_random(1, 300_000);
+    std::fs::write(content.join("docs/report.bin"), &v1).unwrap();
+    std::fs::write(content.join("hello.txt"), b"state one\n").unwrap();
+    let img = tmp.path().join("fs.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    util::run(
+        "mkfs.ext4",
+        &["-q", "-F", "-b", "4096", "-L", "guest", "-d", s(&content), s(&img)],
+    );
+    let state1 = std::fs::read(&img).unwrap();
+    let v2 = util::pseudo_random(2, 123_457);
+    let f2 = tmp.path().join("new.bin");
+    std::fs::write(&f2, &v2).unwrap();
+    let hello2 = tmp.path().join("hello2.txt");
+    std::fs::write(&hello2, b"state two, longer than before\n").unwrap();
+    let debugfs = |cmds: &str| {
+        let script = tmp.path().join("cmds");
+        std::fs::write(&script, cmds).unwrap();
+        util::run("debugfs", &["-w", "-f", s(&script), s(&img)]);
+    };
+    debugfs(&format!(
+        "write {} new.bin\nrm hello.txt\nwrite {} hello.txt\n",
+        s(&f2),
+        s(&hello2)
+    ));
+    let state2 = std::fs::read(&img).unwrap();
+    debugfs("rm docs/report.bin\n");
+    let v3 = util::pseudo_random(3, 70_000);
+    let f3 = tmp.path().join("third.bin");
+    std::fs::write(&f3, &v3).unwrap();
+    debugfs(&format!("write {} docs/third.bin\n", s(&f3)));
+    let state3 = std::fs::read(&img).unwrap();
+
+    let dir = tmp.path().join("vm");
+    std::fs::create_dir(&dir).unwrap();
+    let mut c = ChainBuilder::new(&dir, size);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| {
+        for (off, piece) in diff_pieces(&vec![0; state1.len()], &state1) {
+            e.write(off, &piece);
+        }
+    });
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| {
+        for (off, piece) in diff_pieces(&state1, &state2) {
+            e.write(off, &piece);
+        }
+    });
+    let s2 = c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| {
+        for (off, piece) in diff_pieces(&state2, &state3) {
+            e.write(off, &piece);
+        }
+    });
+    assert_eq!(c.expected(&s2).read(0, size as usize), state3);
+    let image = c.path(&s2);
+    let listed = list_with(&image, &[]);
+    let name_of = |id: &LayerId| {
+        let f = std::fs::canonicalize(c.path(id)).unwrap();
+        let l = listed.iter().find(|l| l.file == f).unwrap();
+        let vols = l.json["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), 1, "{}", l.json);
+        assert_eq!(vols[0]["filesystem"], "ext4", "{}", l.json);
+        format!("{}/{}", l.name, vols[0]["dir"].as_str().unwrap())
+    };
+    let cat = |id: &LayerId, p: &str| ckptfs(["cat", s(&image), &format!("{}/{p}", name_of(id))]);
+    assert_eq!(cat(&b, "hello.txt").ok().stdout, b"state one\n");
+    assert_same_bytes(&cat(&b, "docs/report.bin").ok().stdout, &v1, "base report.bin");
+    assert_eq!(cat(&b, "new.bin").code, Some(1));
+    assert_eq!(cat(&s1, "hello.txt").ok().stdout, b"state two, longer than before\n");
+    assert_same_bytes(&cat(&s1, "new.bin").ok().stdout, &v2, "COWD new.bin");
+    assert_same_bytes(&cat(&s1, "docs/report.bin").ok().stdout, &v1, "COWD report.bin");
+    assert_same_bytes(&cat(&s2, "docs/third.bin").ok().stdout, &v3, "SESparse third.bin");
+    assert_same_bytes(&cat(&s2, "new.bin").ok().stdout, &v2, "SESparse new.bin");
+    assert_eq!(
+        cat(&s2, "docs/report.bin").code,
+        Some(1),
+        "deleted in the SESparse state"
+    );
+}
