@@ -67,7 +67,7 @@ pub enum Error {
     },
 
     #[error(
-        "{}: parent {} does not match: the child expects {expected} but the parent has {found}",
+        "{}: parent {} does not match: the child expects {expected} but the parent has {found} (--ignore-parent-mismatch reads it anyway)",
         child.display(), parent.display()
     )]
     ParentMismatch {
