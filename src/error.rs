@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::format::vhd::VhdError;
 use crate::format::vhdx::VhdxError;
+use crate::format::vmdk::VmdkError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -31,6 +32,13 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: VhdError,
+    },
+
+    #[error("{}: {source}", path.display())]
+    Vmdk {
+        path: PathBuf,
+        #[source]
+        source: VmdkError,
     },
 
     /// A VM configuration file (`.vmx`, `.vmsd`, ...) that cannot be used.
@@ -59,7 +67,7 @@ pub enum Error {
     },
 
     #[error(
-        "{}: parent {} does not match: the child expects {expected} but the parent has {found}",
+        "{}: parent {} does not match: the child expects {expected} but the parent has {found} (--ignore-parent-mismatch reads it anyway)",
         child.display(), parent.display()
     )]
     ParentMismatch {
@@ -145,6 +153,13 @@ impl Error {
 
     pub(crate) fn vhd(path: impl Into<PathBuf>, source: VhdError) -> Self {
         Error::Vhd {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn vmdk(path: impl Into<PathBuf>, source: VmdkError) -> Self {
+        Error::Vmdk {
             path: path.into(),
             source,
         }

@@ -141,6 +141,7 @@ fn a_parent_elsewhere_is_found_with_search_dir() {
         &leaf,
         &DiscoverOptions {
             search_dirs: vec![moved.path().to_path_buf()],
+            ..DiscoverOptions::default()
         },
     )
     .unwrap();

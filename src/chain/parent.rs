@@ -110,16 +110,19 @@ fn existing_case_insensitive(path: &Path) -> Option<PathBuf> {
 
 /// Find and open the parent that `child_path` names in `parent`. Errors name the child,
 /// the identities it accepts and every path tried; a file found at a hinted path with
-/// another identity is a mismatch.
+/// another identity is a mismatch, unless `accept_mismatch`: then the first such file
+/// is the parent, with a warning (the user says the parent's change is known).
 pub fn locate_parent(
     parent: &ParentRef,
     child_path: &Path,
     search_dirs: &[PathBuf],
     files: &mut FileCache,
+    accept_mismatch: bool,
 ) -> Result<(PathBuf, Arc<dyn DiskFile>)> {
     let child_dir = child_path.parent().unwrap_or(Path::new("/"));
     let candidates = candidate_paths(parent, child_dir, search_dirs);
     let mut mismatch: Option<(PathBuf, String)> = None;
+    let mut usable_mismatch: Option<(PathBuf, Arc<dyn DiskFile>)> = None;
     for candidate in &candidates {
         let Some(found) = existing_case_insensitive(candidate) else {
             continue;
@@ -147,7 +150,10 @@ pub fn locate_parent(
             return Ok((path, found_file));
         }
         if mismatch.is_none() {
-            mismatch = Some((path, identity.to_string()));
+            mismatch = Some((path.clone(), identity.to_string()));
+        }
+        if usable_mismatch.is_none() {
+            usable_mismatch = Some((path, found_file));
         }
     }
     let expected = if parent.identities.is_empty() {
@@ -160,6 +166,15 @@ pub fn locate_parent(
             .collect::<Vec<_>>()
             .join(" or ")
     };
+    if let (true, Some((path, file))) = (accept_mismatch, usable_mismatch) {
+        log::warn!(
+            "{}: parent {} does not match: the child expects {expected} but the parent has {}; read anyway (--ignore-parent-mismatch): the parent may have changed since the child was made",
+            child_path.display(),
+            path.display(),
+            file.identity()
+        );
+        return Ok((path, file));
+    }
     Err(match mismatch {
         Some((parent, found)) => Error::ParentMismatch {
             child: child_path.to_path_buf(),

@@ -23,6 +23,10 @@ pub const MAX_DEPTH: usize = 256;
 pub struct DiscoverOptions {
     /// More directories to look in for parents and children.
     pub search_dirs: Vec<PathBuf>,
+    /// Use a parent whose identity is not the one its child recorded (a VMDK whose
+    /// parentCID is not the parent's CID, a VHDX whose parent_linkage is not the
+    /// parent's DataWriteGuid, ...), with a warning, instead of refusing the chain.
+    pub accept_parent_mismatch: bool,
 }
 
 /// One checkpoint state.
@@ -172,7 +176,7 @@ impl CheckpointTree {
                     limit: MAX_DEPTH,
                 });
             }
-            let (ppath, pfile) = locate_parent(&parent_ref, &path, &search_dirs, &mut files)?;
+            let (ppath, pfile) = locate_parent(&parent_ref, &path, &search_dirs, &mut files, opts.accept_parent_mismatch)?;
             if !seen.insert(ppath.clone()) {
                 return Err(Error::ChainCycle {
                     child: path,
@@ -224,12 +228,13 @@ impl CheckpointTree {
                     continue;
                 };
                 // Cheap filter before resolving paths: does it name a member's identity?
-                if !parent_ref.identities.is_empty()
+                if !opts.accept_parent_mismatch
+                    && !parent_ref.identities.is_empty()
                     && !members.list.iter().any(|m| parent_ref.accepts(&m.file.identity()))
                 {
                     continue;
                 }
-                let parent = match locate_parent(&parent_ref, cpath, &search_dirs, &mut files) {
+                let parent = match locate_parent(&parent_ref, cpath, &search_dirs, &mut files, opts.accept_parent_mismatch) {
                     Ok((ppath, pfile)) => members.active.get(&ppath).copied().inspect(|_| {
                         for w in cfile.parent_warnings(pfile.as_ref()) {
                             log::warn!("{}: {w}", cpath.display());

@@ -121,12 +121,18 @@ pub struct ImageArgs {
     /// +01:00. FAT records no zone; the default shows its times as if they were UTC.
     #[arg(long = "fat-time-zone", value_name = "ZONE", default_value = "utc")]
     pub fat_time_zone: FatTimeZone,
+    /// Read a child over a parent whose identity is not the one the child recorded (a
+    /// VMDK parentCID, a VHDX DataWriteGuid, a VHD UUID), with a warning. The parent
+    /// changed after the child was made, so the child's states may read wrongly.
+    #[arg(long = "ignore-parent-mismatch")]
+    pub ignore_parent_mismatch: bool,
 }
 
 impl ImageArgs {
     fn discover_options(&self) -> DiscoverOptions {
         DiscoverOptions {
             search_dirs: self.search_dirs.clone(),
+            accept_parent_mismatch: self.ignore_parent_mismatch,
         }
     }
 

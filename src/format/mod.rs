@@ -15,6 +15,7 @@ pub mod bitmap;
 pub mod probe;
 pub mod vhd;
 pub mod vhdx;
+pub mod vmdk;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -147,7 +148,7 @@ pub trait DiskFile: Send + Sync + Debug {
     /// The path it was opened from.
     fn path(&self) -> &Path;
 
-    /// The format's short name, lower case: "vhdx", "vhd".
+    /// The format's short name, lower case: "vhdx", "vhd", "vmdk".
     fn format(&self) -> &'static str;
 
     /// What a child of this file records to name it.

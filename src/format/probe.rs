@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{vhd, vhdx, DiskFile};
+use super::{vhd, vhdx, vmdk, DiskFile};
 use crate::io::ImageFile;
 use crate::{Error, Result};
 
@@ -24,12 +24,17 @@ struct Format {
     open: fn(ImageFile) -> Result<Arc<dyn DiskFile>>,
 }
 
-/// Most specific signature first: a VHDX starts with "vhdxfile"; a VHD's footer can sit
-/// at the end of any raw disk, so it is tried last.
+/// Most specific signature first: a VHDX starts with "vhdxfile"; a VMDK with "KDMV",
+/// "COWD", the SESparse magic or a "# Disk DescriptorFile" text line (a small file); a
+/// VHD's footer can sit at the end of any raw disk, so it is tried last.
 const FORMATS: &[Format] = &[
     Format {
         detect: vhdx::detect,
         open: vhdx::open_disk_file,
+    },
+    Format {
+        detect: vmdk::detect,
+        open: vmdk::open_disk_file,
     },
     Format {
         detect: vhd::detect,
