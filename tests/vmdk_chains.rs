@@ -125,6 +125,12 @@ fn assert_every_state_with(c: &ChainBuilder, image: &Path, extra: &[&str]) {
             e.name
         );
         assert_eq!(e.depth, c.chain(&id).len() as u64, "{}: depth", e.name);
+        let width = if listed.iter().any(|l| l.depth > 99) { 3 } else { 2 };
+        assert!(
+            e.name.starts_with(&format!("{:0width$}_", e.depth)),
+            "{}: named by its depth",
+            e.name
+        );
         let mut args = vec!["cat"];
         args.extend(extra);
         let path = format!("{}/disk.img", e.name);
@@ -339,6 +345,9 @@ fn a_chain_of_depth_30() {
     }
     assert_eq!(c.chain(&last).len(), 30);
     assert_every_state(&c, &c.path(&last));
+    let listed = list_with(&c.path(&last), &[]);
+    let leaf = listed.iter().find(|l| l.depth == 30).unwrap();
+    assert_eq!(leaf.name, "30_current", "the newest leaf is the current state");
 }
 
 /// parentFileNameHint as an absolute Windows path and as an ESXi datastore path: the
@@ -748,4 +757,53 @@ fn ext4_guest_files_through_cowd_and_sesparse_deltas() {
         Some(1),
         "deleted in the SESparse state"
     );
+}
+
+/// Through the mount too: every state's `disk.img` of a chain through every hosted
+/// variant equals the model (spliced and copied replies).
+#[test]
+fn every_state_reads_the_same_through_the_mount() {
+    if !util::can_fuse_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::StreamOptimized { grain_sectors: 128 }, |e| {
+        e.write_sectors(0, 9000)
+    });
+    let s1 = c.child(
+        b,
+        "vm-000001.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 8192,
+        },
+        |e| spread(e, 27),
+    );
+    c.child(s1, "vm-000002.vmdk", sparse(1, 16, true, true), |e| {
+        spread(e, 28);
+        e.zero(64, 16);
+    });
+    let image = c.path(&b);
+    let listed = list_with(&image, &[]);
+    for opts in [&[][..], &["-o", "nosplice"]] {
+        let mnt = tempfile::tempdir().unwrap();
+        let mut args: Vec<&str> = vec!["mount"];
+        args.extend(opts);
+        args.extend([s(&image), s(mnt.path())]);
+        ckptfs(&args).ok();
+        let result = std::panic::catch_unwind(|| {
+            for id in c.layers() {
+                let file = std::fs::canonicalize(c.path(&id)).unwrap();
+                let name = &listed.iter().find(|l| l.file == file).unwrap().name;
+                let got = std::fs::read(mnt.path().join(name).join("disk.img")).unwrap();
+                let model = c.expected(&id);
+                assert_same_bytes(&got, &model.read(0, model.size() as usize), &format!("{opts:?} {name}"));
+            }
+        });
+        ckptfs(["umount", s(mnt.path())]).ok();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
 }
