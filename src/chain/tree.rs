@@ -176,7 +176,13 @@ impl CheckpointTree {
                     limit: MAX_DEPTH,
                 });
             }
-            let (ppath, pfile) = locate_parent(&parent_ref, &path, &search_dirs, &mut files, opts.accept_parent_mismatch)?;
+            let (ppath, pfile) = locate_parent(
+                &parent_ref,
+                &path,
+                &search_dirs,
+                &mut files,
+                opts.accept_parent_mismatch,
+            )?;
             if !seen.insert(ppath.clone()) {
                 return Err(Error::ChainCycle {
                     child: path,
@@ -234,7 +240,13 @@ impl CheckpointTree {
                 {
                     continue;
                 }
-                let parent = match locate_parent(&parent_ref, cpath, &search_dirs, &mut files, opts.accept_parent_mismatch) {
+                let parent = match locate_parent(
+                    &parent_ref,
+                    cpath,
+                    &search_dirs,
+                    &mut files,
+                    opts.accept_parent_mismatch,
+                ) {
                     Ok((ppath, pfile)) => members.active.get(&ppath).copied().inspect(|_| {
                         for w in cfile.parent_warnings(pfile.as_ref()) {
                             log::warn!("{}: {w}", cpath.display());

@@ -133,6 +133,8 @@ pub fn invalid(msg: String) -> io::Error {
 // Specs
 // ---------------------------------------------------------------------------
 
+/// An extent line's access word; the variant names follow the words (`NOACCESS`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     Rw,

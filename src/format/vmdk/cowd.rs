@@ -16,7 +16,15 @@ impl CowdExtent {
         Err(VmdkError::Unsupported("vmfsSparse (COWD) extents".into()))
     }
 
-    pub(crate) fn map(&self, _d: &VmdkFile, _idx: usize, _rel: u64, _len: u64, _tag: u64, _out: &mut Vec<Run>) -> Result<(), VmdkError> {
+    pub(crate) fn map(
+        &self,
+        _d: &VmdkFile,
+        _idx: usize,
+        _rel: u64,
+        _len: u64,
+        _tag: u64,
+        _out: &mut Vec<Run>,
+    ) -> Result<(), VmdkError> {
         Err(VmdkError::Unsupported("vmfsSparse (COWD) extents".into()))
     }
 

@@ -130,13 +130,22 @@ pub const CREATE_TYPES: &[(&str, Option<&str>)] = &[
     ("custom", None),
     ("vsanSparse", Some("vSAN objects are not files")),
     ("vmfsRaw", Some("a raw device: the data is on a LUN, not in a file")),
-    ("vmfsRawDeviceMap", Some("a raw device mapping: the data is on a LUN, not in a file")),
+    (
+        "vmfsRawDeviceMap",
+        Some("a raw device mapping: the data is on a LUN, not in a file"),
+    ),
     (
         "vmfsPassthroughRawDeviceMap",
         Some("a raw device mapping: the data is on a LUN, not in a file"),
     ),
-    ("fullDevice", Some("a physical disk: the data is on a device, not in a file")),
-    ("partitionedDevice", Some("physical partitions: the data is on a device, not in a file")),
+    (
+        "fullDevice",
+        Some("a physical disk: the data is on a device, not in a file"),
+    ),
+    (
+        "partitionedDevice",
+        Some("physical partitions: the data is on a device, not in a file"),
+    ),
 ];
 
 /// A parsed descriptor.
@@ -209,16 +218,17 @@ pub fn decode(bytes: &[u8]) -> (String, Option<String>, &'static str) {
 }
 
 fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(v)
+    v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v)
 }
 
 fn parse_cid(line: usize, key: &str, v: &str) -> Result<u32, VmdkError> {
     let ok = !v.is_empty() && v.len() <= 8 && v.bytes().all(|c| c.is_ascii_hexdigit());
-    ok.then(|| u32::from_str_radix(v, 16).ok())
-        .flatten()
-        .ok_or_else(|| VmdkError::line(line, format!("{key}={v:?} is not a hexadecimal number of up to 8 digits")))
+    ok.then(|| u32::from_str_radix(v, 16).ok()).flatten().ok_or_else(|| {
+        VmdkError::line(
+            line,
+            format!("{key}={v:?} is not a hexadecimal number of up to 8 digits"),
+        )
+    })
 }
 
 /// Parse one extent line (already trimmed); `None` if it does not start with an access
@@ -249,13 +259,13 @@ fn parse_extent_rest(line: usize, access: Access, rest: &str) -> Result<ExtentLi
         return Err(bad(format!("size {sectors} sectors is too large")));
     }
     let rest = rest.trim_start();
-    let (kind_text, rest) = rest
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .unwrap_or((rest, ""));
+    let (kind_text, rest) = rest.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((rest, ""));
     let kind = ExtentType::parse(kind_text).ok_or_else(|| bad(format!("unknown extent type {kind_text:?}")))?;
     let rest = rest.trim_start();
     let (file, rest) = if let Some(q) = rest.strip_prefix('"') {
-        let end = q.find('"').ok_or_else(|| bad("the file name has no closing quote".into()))?;
+        let end = q
+            .find('"')
+            .ok_or_else(|| bad("the file name has no closing quote".into()))?;
         if q[..end].is_empty() {
             return Err(bad("the file name is empty".into()));
         }
@@ -270,7 +280,12 @@ fn parse_extent_rest(line: usize, access: Access, rest: &str) -> Result<ExtentLi
         o if matches!(kind, ExtentType::Flat | ExtentType::Vmfs) => o
             .parse()
             .map_err(|_| bad(format!("offset {o:?} is not a number of sectors")))?,
-        o => return Err(bad(format!("unexpected {o:?} after the file name of a {} extent", kind.name()))),
+        o => {
+            return Err(bad(format!(
+                "unexpected {o:?} after the file name of a {} extent",
+                kind.name()
+            )))
+        }
     };
     Ok(ExtentLine {
         line,
@@ -325,7 +340,9 @@ pub fn parse(text: &str, encoding: Option<String>, decoded_as: &'static str) -> 
         }
         Some(_) => {}
     }
-    let parent_hint = find("parentFileNameHint").map(|(_, _, v)| v.clone()).filter(|v| !v.is_empty());
+    let parent_hint = find("parentFileNameHint")
+        .map(|(_, _, v)| v.clone())
+        .filter(|v| !v.is_empty());
     if extents.is_empty() {
         return Err(VmdkError::Descriptor("no extent lines".into()));
     }

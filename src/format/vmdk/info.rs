@@ -171,7 +171,11 @@ pub fn file_info(f: &VmdkFile) -> Result<FileInfo> {
     }
     for x in &info.extents {
         let file = x.file.as_deref().map(|f| format!(" \"{f}\"")).unwrap_or_default();
-        let off = if x.offset != 0 { format!(" from sector {}", x.offset) } else { String::new() };
+        let off = if x.offset != 0 {
+            format!(" from sector {}", x.offset)
+        } else {
+            String::new()
+        };
         row(
             &mut t,
             &format!("extent (line {})", x.line),

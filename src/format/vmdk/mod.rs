@@ -97,7 +97,10 @@ pub struct Extent {
 #[derive(Debug)]
 pub enum ExtentKind {
     /// Raw bytes from `offset` of `file` (FLAT, VMFS).
-    Flat { file: ImageFile, offset: u64 },
+    Flat {
+        file: ImageFile,
+        offset: u64,
+    },
     Zero,
     NoAccess,
     /// Hosted sparse or streamOptimized (`KDMV`).
@@ -286,7 +289,10 @@ impl VmdkFile {
                     let len = line.sectors * 512;
                     let ext = open_extent(&path, &dir, line, start, len, &mut warnings)?;
                     start = start.checked_add(len).filter(|s| *s <= u64::MAX / 2).ok_or_else(|| {
-                        e(VmdkError::line(line.line, "the extents add up to more than a disk can hold"))
+                        e(VmdkError::line(
+                            line.line,
+                            "the extents add up to more than a disk can hold",
+                        ))
                     })?;
                     extents.push(ext);
                 }
@@ -349,7 +355,11 @@ impl VmdkFile {
     }
 
     fn extent_err(&self, idx: usize, e: VmdkError) -> Error {
-        let p = self.extents.get(idx).and_then(|x| x.path.clone()).unwrap_or_else(|| self.path.clone());
+        let p = self
+            .extents
+            .get(idx)
+            .and_then(|x| x.path.clone())
+            .unwrap_or_else(|| self.path.clone());
         Error::vmdk(p, e)
     }
 
@@ -358,9 +368,13 @@ impl VmdkFile {
         let x = &self.extents[idx];
         let tag = (idx as u64) << INDEX_SHIFT;
         match &x.kind {
-            ExtentKind::Flat { offset, .. } => push(out, len, Source::Data {
-                file_offset: tag | (offset + rel),
-            }),
+            ExtentKind::Flat { offset, .. } => push(
+                out,
+                len,
+                Source::Data {
+                    file_offset: tag | (offset + rel),
+                },
+            ),
             ExtentKind::Zero => push(out, len, Source::Zero),
             ExtentKind::NoAccess => return Err(VmdkError::NoAccess { line: x.line.line }),
             ExtentKind::Sparse(s) => {
@@ -396,18 +410,20 @@ impl VmdkFile {
     fn hosted_grain(&self, idx: usize, s: &HostedSparse, grain: u64) -> Result<sparse::Grain, VmdkError> {
         match self.hosted_walk(idx, s, sparse::Copy::Primary, grain) {
             Ok(g) => Ok(g),
-            Err(e) if s.header.redundant().is_some() => match self.hosted_walk(idx, s, sparse::Copy::Redundant, grain) {
-                Ok(g) => {
-                    if !s.redundant_used.swap(true, Ordering::Relaxed) {
-                        log::warn!(
-                            "{}: the grain directory walk is damaged ({e}); using the redundant grain directory",
-                            s.file.path().display()
-                        );
+            Err(e) if s.header.redundant().is_some() => {
+                match self.hosted_walk(idx, s, sparse::Copy::Redundant, grain) {
+                    Ok(g) => {
+                        if !s.redundant_used.swap(true, Ordering::Relaxed) {
+                            log::warn!(
+                                "{}: the grain directory walk is damaged ({e}); using the redundant grain directory",
+                                s.file.path().display()
+                            );
+                        }
+                        Ok(g)
                     }
-                    Ok(g)
+                    Err(_) => Err(e),
                 }
-                Err(_) => Err(e),
-            },
+            }
             Err(e) => Err(e),
         }
     }
@@ -436,13 +452,19 @@ impl VmdkFile {
         let Some(gt_at) = sparse::check_gd_entry(h, s.file.len(), table, entry, gd_at)? else {
             return Ok(None);
         };
-        let gt = self
-            .tables
-            .get_or_try_insert((idx as u32, gt_tag, gt_at), || sparse::read_gt(&s.file, h, gt_at).map(Arc::from))?;
+        let gt = self.tables.get_or_try_insert((idx as u32, gt_tag, gt_at), || {
+            sparse::read_gt(&s.file, h, gt_at).map(Arc::from)
+        })?;
         Ok(Some((gt_at, gt)))
     }
 
-    fn hosted_walk(&self, idx: usize, s: &HostedSparse, copy: sparse::Copy, grain: u64) -> Result<sparse::Grain, VmdkError> {
+    fn hosted_walk(
+        &self,
+        idx: usize,
+        s: &HostedSparse,
+        copy: sparse::Copy,
+        grain: u64,
+    ) -> Result<sparse::Grain, VmdkError> {
         let h = &s.header;
         let n = u64::from(h.num_gtes_per_gt);
         let table = grain / n;
@@ -470,7 +492,9 @@ impl VmdkFile {
                 let used = n.min(h.grains() - table * n);
                 for (slot, &gte) in gt.iter().take(used as usize).enumerate() {
                     let grain = table * n + slot as u64;
-                    if let sparse::Grain::At(_) = sparse::check_grain(h, s.file.len(), grain, gte, gt_at + slot as u64 * 4)? {
+                    if let sparse::Grain::At(_) =
+                        sparse::check_grain(h, s.file.len(), grain, gte, gt_at + slot as u64 * 4)?
+                    {
                         count += 1;
                     }
                 }
@@ -537,7 +561,8 @@ impl VmdkFile {
         key: u64,
         make: impl FnOnce() -> Result<Vec<u32>, VmdkError>,
     ) -> Result<Arc<[u32]>, VmdkError> {
-        self.tables.get_or_try_insert((idx as u32, tag, key), || make().map(Arc::from))
+        self.tables
+            .get_or_try_insert((idx as u32, tag, key), || make().map(Arc::from))
     }
 
     pub(crate) fn table64(
@@ -547,7 +572,8 @@ impl VmdkFile {
         key: u64,
         make: impl FnOnce() -> Result<Vec<u64>, VmdkError>,
     ) -> Result<Arc<[u64]>, VmdkError> {
-        self.tables64.get_or_try_insert((idx as u32, tag, key), || make().map(Arc::from))
+        self.tables64
+            .get_or_try_insert((idx as u32, tag, key), || make().map(Arc::from))
     }
 
     /// Count the allocated grains of every sparse extent, streaming the tables (`info`).
@@ -556,7 +582,10 @@ impl VmdkFile {
             .iter()
             .enumerate()
             .map(|(idx, x)| match &x.kind {
-                ExtentKind::Sparse(s) => self.hosted_allocated(idx, s).map(Some).map_err(|e| self.extent_err(idx, e)),
+                ExtentKind::Sparse(s) => self
+                    .hosted_allocated(idx, s)
+                    .map(Some)
+                    .map_err(|e| self.extent_err(idx, e)),
                 ExtentKind::Cowd(c) => c.allocated(self, idx).map(Some).map_err(|e| self.extent_err(idx, e)),
                 ExtentKind::SeSparse(s) => s.allocated(self, idx).map(Some).map_err(|e| self.extent_err(idx, e)),
                 _ => Ok(None),
@@ -619,7 +648,11 @@ fn check_parent_keys(d: &Descriptor) -> Result<(), VmdkError> {
 fn open_extent(
     descriptor: &Path,
     dir: &Path,
-    line: &ExtentLine, start: u64, len: u64, warnings: &mut Vec<String>) -> Result<Extent> {
+    line: &ExtentLine,
+    start: u64,
+    len: u64,
+    warnings: &mut Vec<String>,
+) -> Result<Extent> {
     let mk = |path: Option<PathBuf>, kind| Extent {
         line: line.clone(),
         path,
@@ -667,9 +700,13 @@ fn open_extent(
         }
         ExtentType::Sparse | ExtentType::VmfsSparse | ExtentType::SeSparse => {
             let mut head = [0u8; 16];
-            let n = file
-                .read_up_to(0, &mut head)
-                .map_err(|source| e(VmdkError::Io { offset: 0, len: 16, source }))?;
+            let n = file.read_up_to(0, &mut head).map_err(|source| {
+                e(VmdkError::Io {
+                    offset: 0,
+                    len: 16,
+                    source,
+                })
+            })?;
             match kind_of(&head[..n], u64::MAX) {
                 Some(Kind::Sparse) => {
                     let (h0, h) = sparse::read_headers(&file).map_err(e)?;
@@ -814,7 +851,9 @@ impl Layer for VmdkFile {
             let ExtentKind::Sparse(s) = &x.kind else {
                 return Err(self.extent_err(idx, VmdkError::corrupt("extent", off, "not a compressed extent")));
             };
-            return self.read_compressed(idx, s, off, buf).map_err(|e| self.extent_err(idx, e));
+            return self
+                .read_compressed(idx, s, off, buf)
+                .map_err(|e| self.extent_err(idx, e));
         }
         let Some(file) = x.kind.file() else {
             return Err(self.extent_err(idx, VmdkError::corrupt("extent", off, "holds no data")));

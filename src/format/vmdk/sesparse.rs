@@ -16,7 +16,15 @@ impl SeSparseExtent {
         Err(VmdkError::Unsupported("SESparse extents".into()))
     }
 
-    pub(crate) fn map(&self, _d: &VmdkFile, _idx: usize, _rel: u64, _len: u64, _tag: u64, _out: &mut Vec<Run>) -> Result<(), VmdkError> {
+    pub(crate) fn map(
+        &self,
+        _d: &VmdkFile,
+        _idx: usize,
+        _rel: u64,
+        _len: u64,
+        _tag: u64,
+        _out: &mut Vec<Run>,
+    ) -> Result<(), VmdkError> {
         Err(VmdkError::Unsupported("SESparse extents".into()))
     }
 

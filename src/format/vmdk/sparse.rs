@@ -214,10 +214,7 @@ pub fn read_embedded_descriptor(file: &ImageFile, h: &SparseHeader) -> Result<Op
         return Ok(None);
     }
     const S: &str = "embedded descriptor";
-    let (Some(at), Some(len)) = (
-        h.descriptor_offset.checked_mul(512),
-        h.descriptor_size.checked_mul(512),
-    ) else {
+    let (Some(at), Some(len)) = (h.descriptor_offset.checked_mul(512), h.descriptor_size.checked_mul(512)) else {
         return Err(VmdkError::corrupt(S, 0, "offset or size overflows"));
     };
     if len > MAX_DESCRIPTOR as u64 {
@@ -279,7 +276,13 @@ pub fn check_grain(h: &SparseHeader, file_len: u64, grain: u64, gte: u32, gte_at
 
 /// Where grain table `index` of `copy` is, from its GD entry (already read); `None` for
 /// an unallocated table.
-pub fn check_gd_entry(h: &SparseHeader, file_len: u64, index: u64, entry: u32, entry_at: u64) -> Result<Option<u64>, VmdkError> {
+pub fn check_gd_entry(
+    h: &SparseHeader,
+    file_len: u64,
+    index: u64,
+    entry: u32,
+    entry_at: u64,
+) -> Result<Option<u64>, VmdkError> {
     if entry == 0 {
         return Ok(None);
     }
@@ -306,7 +309,11 @@ pub fn gd_sector(h: &SparseHeader, copy: Copy) -> Option<u64> {
 /// Whether `copy`'s whole grain directory lies inside the file.
 pub fn gd_inside(h: &SparseHeader, file_len: u64, copy: Copy) -> Result<(), VmdkError> {
     let Some(sector) = gd_sector(h, copy) else {
-        return Err(VmdkError::corrupt("sparse extent header", h.offset, "no redundant grain directory"));
+        return Err(VmdkError::corrupt(
+            "sparse extent header",
+            h.offset,
+            "no redundant grain directory",
+        ));
     };
     let at = sector.checked_mul(512).unwrap_or(u64::MAX);
     check_inside(file_len, at, h.gd_entries() * 4, "grain directory")
@@ -344,9 +351,13 @@ pub fn inflate_grain(file: &ImageFile, h: &SparseHeader, grain: u64, sector: u64
     let zlib = data.len() >= 2 && data[0] & 0x0f == 8 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0;
     let mut out = Vec::with_capacity(gb as usize);
     let res = if zlib {
-        flate2::read::ZlibDecoder::new(&data[..]).take(gb + 1).read_to_end(&mut out)
+        flate2::read::ZlibDecoder::new(&data[..])
+            .take(gb + 1)
+            .read_to_end(&mut out)
     } else {
-        flate2::read::DeflateDecoder::new(&data[..]).take(gb + 1).read_to_end(&mut out)
+        flate2::read::DeflateDecoder::new(&data[..])
+            .take(gb + 1)
+            .read_to_end(&mut out)
     };
     res.map_err(|e| bad(format!("does not inflate: {e}")))?;
     let needed = gb.min(h.capacity_bytes().saturating_sub(grain * gb));
