@@ -891,3 +891,95 @@ fn a_62_tb_sesparse_delta_opens_at_once() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// Damaged input is a one-line error naming the file, never a panic, and nothing is
+/// written: a GTE past the end of the file, an unknown createType, a bad extent line,
+/// a parent that is its own grandchild's child (cycle through hints).
+#[test]
+fn bad_input_is_a_one_line_error_naming_the_file() {
+    let check = |what: &str, image: &Path, named: &str, words: &[&str]| {
+        let files: Vec<PathBuf> = std::fs::read_dir(image.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let before: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let out = ckptfs(["cat", s(image), "01_current/disk.img"]);
+        let out = if out.code == Some(0) {
+            // The image itself opened: the damage is further down the chain.
+            ckptfs(["cat", s(image), "02_current/disk.img"])
+        } else {
+            out
+        };
+        assert_eq!(out.code, Some(1), "{what}: {}", out.stderr);
+        let line = one_error_line(&out);
+        assert!(line.contains(named), "{what}: {named} not named: {line}");
+        let lower = line.to_lowercase();
+        assert!(
+            words.iter().any(|w| lower.contains(w)),
+            "{what}: none of {words:?}: {line}"
+        );
+        for (p, b) in files.iter().zip(&before) {
+            assert!(std::fs::read(p).unwrap() == *b, "{what}: {} modified", p.display());
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::sparse(), |e| e.write_sectors(0, 1000));
+    corrupt::kdmv_gte(&c.layouts(&b)[0], 2, 0x00ff_0000);
+    check(
+        "GTE past EOF",
+        &c.path(&b),
+        "vm.vmdk",
+        &["grain", "past", "beyond", "outside"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base_with(
+        "vm.vmdk",
+        Variant::Vmfs,
+        |e| e.write_sectors(0, 10),
+        |s| s.descriptor.create_type = "holographicSparse".into(),
+    );
+    check(
+        "unknown createType",
+        &c.path(&b),
+        "vm.vmdk",
+        &["createtype", "holographicsparse"],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base_with(
+        "vm.vmdk",
+        Variant::Vmfs,
+        |e| e.write_sectors(0, 10),
+        |s| {
+            s.descriptor
+                .extra_lines
+                .push("RW twelve FLAT \"vm-flat.vmdk\" 0".into())
+        },
+    );
+    check("bad extent line", &c.path(&b), "vm.vmdk", &["extent", "twelve"]);
+
+    // vm-000001 -> vm-000002 -> vm-000001: both descriptors name the other, CIDs match.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm-000002.vmdk", Variant::sparse(), |e| e.write_sectors(0, 10));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::sparse(), |e| e.write_sectors(20, 1));
+    let cid1 = c.spec(&s1).descriptor.cid;
+    // Rewrite the base as a child of vm-000001 (its descriptor is embedded: patch in place).
+    let base = c.path(&b);
+    let mut bytes = std::fs::read(&base).unwrap();
+    let text = String::from_utf8_lossy(&bytes[512..512 * 21])
+        .trim_end_matches('\0')
+        .to_string();
+    let patched = text
+        .replacen("parentCID=ffffffff", &format!("parentCID={cid1:08x}"), 1)
+        .replacen("isNativeSnapshot=\"no\"", "parentFileNameHint=\"vm-000001.vmdk\"", 1);
+    assert!(patched.len() <= 20 * 512 && patched != text);
+    bytes[512..512 + patched.len()].copy_from_slice(patched.as_bytes());
+    std::fs::write(&base, bytes).unwrap();
+    check("cycle", &c.path(&s1), "vm-00000", &["loop", "cycle"]);
+}
