@@ -227,3 +227,211 @@ fn a_closed_output_pipe_is_not_a_panic() {
         .unwrap();
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+// ---- VMDK ----------------------------------------------------------------------------
+// qemu-img's VMDK files damaged at known places: each is a one-line error naming the
+// file and the structure, exit status 1, and no file in the directory changes.
+
+/// The bytes of every file in `dir`, to check that nothing was written.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn le32(b: &[u8], at: u64) -> u32 {
+    u32::from_le_bytes(b[at as usize..at as usize + 4].try_into().unwrap())
+}
+
+fn le64(b: &[u8], at: u64) -> u64 {
+    u64::from_le_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+/// A 4 MiB VMDK of random data in the given subformat, in a fresh directory.
+fn qemu_vmdk(subformat: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !have_tool("qemu-img") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    std::fs::write(&raw, pseudo_random(5, (4 * MIB) as usize)).unwrap();
+    let path = dir.path().join("disk.vmdk");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "vmdk",
+            "-o",
+            &format!("subformat={subformat}"),
+            raw.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(raw).unwrap();
+    Some((dir, path))
+}
+
+/// Run `cat` (and `list`) on `path`, expect one line naming `named` and `words`, and
+/// no change to any file of `dir`.
+fn vmdk_fails(dir: &Path, path: &Path, named: &Path, words: &[&str]) {
+    let before = snapshot(dir);
+    let out = cat(path).failed();
+    assert_one_line_naming(&out, named, words);
+    assert!(snapshot(dir) == before, "a file changed");
+}
+
+fn edit_text(path: &Path, from: &str, to: &str) {
+    let t = std::fs::read_to_string(path).unwrap();
+    assert!(t.contains(from), "{from:?} not in {t}");
+    std::fs::write(path, t.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn vmdk_damaged_sparse_header() {
+    let Some((dir, path)) = qemu_vmdk("monolithicSparse") else {
+        return;
+    };
+    patch(&path, 20, &3u64.to_le_bytes()); // grain size 3 sectors
+    vmdk_fails(
+        dir.path(),
+        &path,
+        &path,
+        &["sparse extent header at offset 0x0", "grain size 3"],
+    );
+    patch(&path, 0, b"KDMX");
+    let out = ckptfs(["info", path.to_str().unwrap()]).failed();
+    assert_one_line_naming(&out, &path, &["not a disk image"]);
+}
+
+#[test]
+fn vmdk_grain_table_past_the_end_of_the_file() {
+    let Some((dir, path)) = qemu_vmdk("monolithicSparse") else {
+        return;
+    };
+    let b = std::fs::read(&path).unwrap();
+    let gt = |gd_sector: u64| u64::from(le32(&b, gd_sector * 512)) * 512;
+    let (primary, redundant) = (gt(le64(&b, 56)), gt(le64(&b, 48)));
+    assert_ne!(le32(&b, primary), 0, "grain 0 is allocated");
+    // Only the primary table damaged: the redundant one is used and the bytes are right.
+    patch(&path, primary, &0x00ff_ffffu32.to_le_bytes());
+    let out = cat(&path).ok();
+    assert_eq!(out.stdout, pseudo_random(5, (4 * MIB) as usize));
+    assert!(out.stderr.contains("redundant"), "a warning: {}", out.stderr);
+    // Both damaged: an error naming the table entry.
+    patch(&path, redundant, &0x00ff_ffffu32.to_le_bytes());
+    let at = format!("grain table at offset {primary:#x}");
+    vmdk_fails(dir.path(), &path, &path, &[&at, "past the end of the file"]);
+}
+
+#[test]
+fn vmdk_bad_compressed_grain() {
+    let Some((dir, path)) = qemu_vmdk("streamOptimized") else {
+        return;
+    };
+    let b = std::fs::read(&path).unwrap();
+    // The first grain follows the metadata (overHead sectors): marker, then zlib data.
+    let grain = le64(&b, 64) * 512;
+    assert_eq!(le64(&b, grain), 0, "the first grain holds guest sector 0");
+    let size = u64::from(le32(&b, grain + 8));
+    let mut bad = b[(grain + 12) as usize..(grain + 12 + size) as usize].to_vec();
+    for x in &mut bad[size as usize / 2..] {
+        *x ^= 0x5a;
+    }
+    patch(&path, grain + 12, &bad);
+    let at = format!("compressed grain at offset {grain:#x}");
+    vmdk_fails(dir.path(), &path, &path, &[&at]);
+}
+
+#[test]
+fn vmdk_bad_descriptors() {
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "createType=\"monolithicFlat\"",
+            "createType=\"monolithicFluffy\"",
+            &["descriptor line", "unknown createType \"monolithicFluffy\""],
+        ),
+        (
+            "RW 8192 FLAT \"disk-flat.vmdk\" 0",
+            "RW 8192 FLUT \"disk-flat.vmdk\" 0",
+            &["descriptor line 8", "unknown extent type \"FLUT\""],
+        ),
+        (
+            "RW 8192 FLAT \"disk-flat.vmdk\" 0",
+            "RW 8192 FLAT disk-flat.vmdk 0",
+            &["descriptor line 8", "double quotes"],
+        ),
+        ("parentCID=ffffffff", "parentCID=12345678", &["parentFileNameHint"]),
+    ];
+    for (from, to, words) in cases {
+        let Some((dir, path)) = qemu_vmdk("monolithicFlat") else {
+            return;
+        };
+        edit_text(&path, from, to);
+        vmdk_fails(dir.path(), &path, &path, words);
+    }
+}
+
+#[test]
+fn vmdk_missing_extent() {
+    let Some((dir, path)) = qemu_vmdk("twoGbMaxExtentSparse") else {
+        return;
+    };
+    std::fs::remove_file(dir.path().join("disk-s001.vmdk")).unwrap();
+    vmdk_fails(dir.path(), &path, &path, &["extent file \"disk-s001.vmdk\" is missing"]);
+}
+
+#[test]
+fn vmdk_cyclic_parents() {
+    if !have_tool("qemu-img") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.vmdk"), dir.path().join("b.vmdk"));
+    for p in [&a, &b] {
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "vmdk",
+                "-o",
+                "subformat=monolithicFlat",
+                p.to_str().unwrap(),
+                "1M",
+            ],
+        );
+    }
+    let cid = |p: &Path| {
+        let t = std::fs::read_to_string(p).unwrap();
+        t.lines()
+            .find_map(|l| l.strip_prefix("CID="))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (ca, cb) = (cid(&a), cid(&b));
+    edit_text(
+        &a,
+        "parentCID=ffffffff",
+        &format!("parentCID={cb}\nparentFileNameHint=\"b.vmdk\""),
+    );
+    edit_text(
+        &b,
+        "parentCID=ffffffff",
+        &format!("parentCID={ca}\nparentFileNameHint=\"a.vmdk\""),
+    );
+    let before = snapshot(dir.path());
+    let out = ckptfs(["list", a.to_str().unwrap()]).failed();
+    assert_one_line_naming(&out, &b, &["loops back"]);
+    assert!(snapshot(dir.path()) == before);
+}

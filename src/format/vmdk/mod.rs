@@ -11,7 +11,8 @@
 //!   embedded descriptor's extent line is not followed: the file itself is the one
 //!   extent and its header's capacity the size (qemu's rule; a renamed file still
 //!   opens). Extent files without a descriptor (`-s001.vmdk`, `-flat.vmdk`,
-//!   `-delta.vmdk`, `-sesparse.vmdk`) are not disks: opening one alone is an error that
+//!   `-delta.vmdk`, `-sesparse.vmdk`; qemu's split extents have an empty descriptor
+//!   area) are not disks: opening one alone is an error that
 //!   says so (qemu opens a lone sparse extent as a disk of its own, but it has no CID
 //!   and no parent, so a delta would read with zeros where its parent's data belongs).
 //!   In a chain scan such files are skipped like any file that is not a disk, so a
@@ -235,7 +236,11 @@ impl VmdkFile {
         match kind_of(&head[..n], file.len()) {
             Some(Kind::Sparse) => {
                 let (h0, h) = sparse::read_headers(&file).map_err(e)?;
-                let Some(bytes) = sparse::read_embedded_descriptor(&file, &h0).map_err(e)? else {
+                // qemu's split extents reserve a descriptor area and leave it empty.
+                let bytes = sparse::read_embedded_descriptor(&file, &h0)
+                    .map_err(e)?
+                    .filter(|b| b.iter().any(|c| !c.is_ascii_whitespace() && *c != 0));
+                let Some(bytes) = bytes else {
                     return Err(e(VmdkError::ExtentOnly { kind: "hosted sparse" }));
                 };
                 let descriptor = descriptor::parse_bytes(&bytes).map_err(e)?;
