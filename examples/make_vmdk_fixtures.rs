@@ -202,8 +202,22 @@ fn tree(d: &Path) -> (ChainBuilder, &'static str) {
     let s1 = c.child(b, "vm-000001.vmdk", Variant::sparse(), |e| spread(e, 12));
     c.child(s1, "vm-000002.vmdk", Variant::sparse(), |e| spread(e, 13));
     let s3 = c.child(b, "vm-000003.vmdk", Variant::sparse(), |e| spread(e, 14));
-    c.child(s3, "vm-000004.vmdk", Variant::sparse(), |e| spread(e, 15));
-    (c, "a tree: base with two branches of two deltas each")
+    let split = Variant::TwoGbMaxExtentSparse {
+        opts: SparseOpts::default(),
+        extent_sectors: 16384,
+    };
+    c.child_with(
+        s3,
+        "vm-000004.vmdk",
+        split,
+        Hint::Relative,
+        |e| spread(e, 15),
+        |s| s.descriptor.crlf = true,
+    );
+    (
+        c,
+        "a tree: base with two branches of two deltas each; one a split sparse delta with a CR LF descriptor",
+    )
 }
 
 fn hints(d: &Path) -> (ChainBuilder, &'static str) {
@@ -402,6 +416,9 @@ fn fixture(c: &ChainBuilder, name: &str, description: &str) -> Value {
             if s.descriptor.encoding == Encoding::Windows1252 {
                 facts.push("windows-1252".into());
             }
+            if s.descriptor.crlf {
+                facts.push("crlf descriptor".into());
+            }
             if let Some(h) = &s.descriptor.parent_hint {
                 if h.starts_with("/vmfs/volumes/") {
                     facts.push("hint /vmfs/volumes".into());
@@ -453,6 +470,9 @@ fn fixture(c: &ChainBuilder, name: &str, description: &str) -> Value {
         }
         if own.descriptor.encoding == Encoding::Windows1252 {
             features.push("windows-1252 descriptor".into());
+        }
+        if own.descriptor.crlf {
+            features.push("CR LF descriptor".into());
         }
         if chain.len() > 5 {
             features.push("chain deeper than 5".into());

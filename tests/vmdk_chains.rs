@@ -444,6 +444,32 @@ fn flat_zero_flat_extents_under_one_descriptor() {
     assert_every_state(&c, &c.path(&s1));
 }
 
+/// Descriptors with CR LF line ends (text file and embedded) read as with LF.
+#[test]
+fn crlf_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base_with(
+        "vm.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 8192,
+        },
+        |e| e.write_sectors(0, 10000),
+        |s| s.descriptor.crlf = true,
+    );
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::sparse(),
+        Hint::Relative,
+        |e| spread(e, 29),
+        |s| s.descriptor.crlf = true,
+    );
+    assert!(std::fs::read(c.path(&b)).unwrap().windows(2).any(|w| w == b"\r\n"));
+    assert_every_state(&c, &c.path(&s1));
+}
+
 /// RDONLY extents (as in an OVF export's descriptor) read like RW ones.
 #[test]
 fn rdonly_extents_read() {

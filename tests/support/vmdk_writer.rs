@@ -272,6 +272,8 @@ pub struct Descriptor {
     pub ddb: Vec<(String, String)>,
     /// Written verbatim after the header lines (tests of odd descriptors).
     pub extra_lines: Vec<String>,
+    /// CR LF line ends, as a descriptor edited on Windows has.
+    pub crlf: bool,
 }
 
 /// Where the descriptor goes.
@@ -533,6 +535,9 @@ pub fn descriptor_text(d: &Descriptor, extents: &[ExtentSpec]) -> String {
     t += "\n# The Disk Data Base \n#DDB\n\n";
     for (k, v) in &d.ddb {
         t += &format!("ddb.{k} = \"{}\"\n", quote_free(v));
+    }
+    if d.crlf {
+        t = t.replace('\n', "\r\n");
     }
     t
 }
@@ -1424,6 +1429,7 @@ impl ChainBuilder {
             encoding: Encoding::Utf8,
             ddb: default_ddb(sectors, cid, "lsilogic"),
             extra_lines: Vec::new(),
+            crlf: false,
         };
         let mut spec = DiskSpec {
             descriptor,
