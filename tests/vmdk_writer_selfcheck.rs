@@ -11,6 +11,7 @@
 mod support;
 mod util;
 
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
@@ -343,4 +344,97 @@ fn grains_are_copied_up_whole() {
     let mut want: Model = c.expected(&base).clone();
     want.write(5 * 512, &fill("vm-000001.vmdk", 5 * 512, 512));
     assert_eq!(d[..], want.read(0, 65536)[..]);
+}
+
+/// streamOptimized by hand: header with GD_AT_END and compression, the first grain's
+/// LBA/size header at the overhead and inflating to the grain, GT and GD markers, the
+/// footer at end − 1024 with the real GD offset, end-of-stream last.
+#[test]
+fn stream_optimized_layout_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), 4 * MIB);
+    let b = c.base("vm.vmdk", Variant::StreamOptimized { grain_sectors: 128 }, |e| {
+        e.write_sectors(128, 2); // grain 1 only
+    });
+    let bytes = std::fs::read(c.path(&b)).unwrap();
+    let n = bytes.len();
+    assert_eq!(n % 512, 0);
+    assert_eq!(u32_at(&bytes, kdmv::VERSION), 3);
+    assert_eq!(u32_at(&bytes, kdmv::FLAGS), 0x30001);
+    assert_eq!(u64_at(&bytes, kdmv::GD_OFFSET), GD_AT_END);
+    assert_eq!(u16::from_le_bytes([bytes[77], bytes[78]]), 1, "deflate");
+    let overhead = u64_at(&bytes, kdmv::OVERHEAD) as usize;
+    assert_eq!(overhead, 128);
+    let g = overhead * 512;
+    assert_eq!(u64_at(&bytes, g), 128, "the grain's LBA in sectors");
+    let zlen = u32_at(&bytes, g + 8) as usize;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(&bytes[g + 12..g + 12 + zlen])
+        .read_to_end(&mut out)
+        .unwrap();
+    assert_eq!(out, c.expected(&b).read(65536, 65536));
+    // After the grain: GT marker (val 4 sectors, type 1) and the GT.
+    let gt_marker = (g + 12 + zlen).div_ceil(512) * 512;
+    assert_eq!((u64_at(&bytes, gt_marker), u32_at(&bytes, gt_marker + 12)), (4, 1));
+    assert_eq!(u32_at(&bytes, gt_marker + 512 + 4), (g / 512) as u32, "GTE of grain 1");
+    let gd_marker = gt_marker + 512 + 2048;
+    assert_eq!((u64_at(&bytes, gd_marker), u32_at(&bytes, gd_marker + 12)), (1, 2));
+    assert_eq!(u32_at(&bytes, gd_marker + 512), (gt_marker / 512 + 1) as u32);
+    let footer_marker = n - 1536;
+    assert_eq!(
+        (u64_at(&bytes, footer_marker), u32_at(&bytes, footer_marker + 12)),
+        (1, 3)
+    );
+    let footer = &bytes[n - 1024..n - 512];
+    assert_eq!(&footer[0..4], b"KDMV");
+    assert_eq!(u64_at(footer, kdmv::GD_OFFSET), (gd_marker / 512 + 1) as u64);
+    assert!(bytes[n - 512..].iter().all(|&b| b == 0), "end-of-stream marker");
+}
+
+/// The damaged primary GD is load-bearing (qemu, which reads only the primary, does
+/// not read the disk)
+/// and the redundant GD is right (a copy whose gdOffset points at it reads right).
+#[test]
+fn qemu_reads_the_redundant_gd_when_pointed_at_it() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), 4 * MIB);
+    let o = SparseOpts {
+        damage_primary_gd: Some(GdDamage::PastEof),
+        ..SparseOpts::default()
+    };
+    let b = c.base("vm.vmdk", Variant::MonolithicSparse(o), |e| e.write_sectors(0, 3000));
+    let l = &c.layouts(&b)[0];
+    // qemu reads past the end of the file as zeros, so the damage shows as lost data.
+    let want = c.expected(&b).read(0, 4 << 20);
+    assert!(
+        qemu_raw(&l.path).map_or(true, |got| got != want),
+        "the damage is not load-bearing"
+    );
+    let rgd = l.rgd_offset.unwrap() / SECTOR;
+    corrupt::write_at(&l.path, kdmv::GD_OFFSET as u64, &rgd.to_le_bytes());
+    assert_qemu_reads(&c, &b);
+}
+
+/// qemu refuses an SESparse extent whose volatile header asks for a journal replay.
+#[test]
+fn qemu_refuses_an_sesparse_journal_needing_replay() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), 4 * MIB);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 10));
+    let s1 = c.child(
+        b,
+        "vm-000001.vmdk",
+        Variant::SeSparse {
+            journal_needs_replay: true,
+        },
+        |e| e.write_sectors(20, 1),
+    );
+    let err = qemu_raw(&c.path(&s1)).unwrap_err();
+    assert!(err.contains("journal"), "{err}");
 }
