@@ -521,3 +521,206 @@ fn packed_offsets_address_the_right_extent() {
     assert_eq!(read(&f, 3584, 1024), [vec![0x0A; 512], vec![0x0B; 512]].concat());
     assert!(f.read_data(5 << 48, &mut [0u8; 1]).is_err());
 }
+
+/// A COWD extent: `grains` of 8 sectors, 4096 per table; `table_of[i]` = data byte of
+/// grain i (None: unallocated). Layout: header, GD at sector 1, one GT at sector 2
+/// (32 sectors), grains from sector 34 in reverse order.
+fn cowd_file(grains: &[Option<u8>]) -> Vec<u8> {
+    let cap = grains.len() as u32 * 8;
+    let mut f = vec![0u8; 512];
+    f[0..4].copy_from_slice(b"COWD");
+    for (at, v) in [(4, 1u32), (8, 3), (12, cap), (16, 8), (20, 1), (24, 1), (28, 0)] {
+        f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    let mut gd = 2u32.to_le_bytes().to_vec();
+    gd.resize(512, 0);
+    f.extend(gd);
+    let allocated: Vec<usize> = (0..grains.len()).filter(|i| grains[*i].is_some()).rev().collect();
+    let mut gt = vec![0u8; 4096 * 4];
+    let mut data = Vec::new();
+    for (n, &i) in allocated.iter().enumerate() {
+        let sector = 34 + n as u32 * 8;
+        gt[i * 4..i * 4 + 4].copy_from_slice(&sector.to_le_bytes());
+        data.extend(std::iter::repeat_n(grains[i].unwrap(), 4096));
+    }
+    f.extend(gt);
+    assert_eq!(f.len(), 34 * 512);
+    f.extend(data);
+    f
+}
+
+#[test]
+fn cowd_delta_extent() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "vm-000001-delta.vmdk",
+        &cowd_file(&[None, Some(0xD1), None, Some(0xD3)]),
+    );
+    let desc = "# Disk DescriptorFile\nversion=1\nCID=00000002\nparentCID=00000001\ncreateType=\"vmfsSparse\"\nparentFileNameHint=\"/vmfs/volumes/ds1/vm/vm.vmdk\"\nRW 32 VMFSSPARSE \"vm-000001-delta.vmdk\"\n";
+    let p = write(dir.path(), "vm-000001.vmdk", desc.as_bytes());
+    let f = VmdkFile::open(&p).unwrap();
+    assert_eq!(f.virtual_size(), 32 * 512);
+    let r = runs(&f, 0, 16384);
+    let parents: Vec<bool> = r.iter().map(|r| r.source == Source::Parent).collect();
+    assert_eq!(parents, [true, false, true, false]);
+    assert_eq!(read(&f, 4096, 4096), vec![0xD1; 4096]);
+    assert_eq!(read(&f, 3 * 4096 + 512, 512), vec![0xD3; 512]);
+    assert_eq!(f.allocated_grains().unwrap(), vec![Some(2)]);
+    assert_eq!(f.parent().unwrap().hints[0].path, "/vmfs/volumes/ds1/vm/vm.vmdk");
+    // Opened alone, the extent is not a disk.
+    let e = VmdkFile::open(&dir.path().join("vm-000001-delta.vmdk"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("COWD") && e.contains("without a descriptor"), "{e}");
+    // A grain table entry past the end of the file.
+    let mut b = cowd_file(&[None, Some(0xD1), None, Some(0xD3)]);
+    b[1024 + 4..1024 + 8].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+    write(dir.path(), "vm-000001-delta.vmdk", &b);
+    let f = VmdkFile::open(&p).unwrap();
+    let e = Layer::map(&f, 4096, 512, &mut Vec::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("vm-000001-delta.vmdk") && e.contains("COWD grain table at offset 0x404"),
+        "{e}"
+    );
+    // A capacity smaller than the line, a grain directory outside the file.
+    let mut b = cowd_file(&[None; 4]);
+    b[12..16].copy_from_slice(&16u32.to_le_bytes());
+    write(dir.path(), "vm-000001-delta.vmdk", &b);
+    assert!(VmdkFile::open(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("less than the descriptor"));
+    let mut b = cowd_file(&[None; 4]);
+    b[20..24].copy_from_slice(&9999u32.to_le_bytes());
+    write(dir.path(), "vm-000001-delta.vmdk", &b);
+    assert!(VmdkFile::open(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("not inside the file"));
+}
+
+/// An SESparse extent of 2 grain tables' worth (2 × 4096 grains of 4 KiB): GD at
+/// sector 2, GTs at sector 3 (64 sectors each), grains at sector 3 + 128. `entries`:
+/// (grain, raw GT entry); the GD points table 0 at GT index 1 and table 1 nowhere.
+fn sesparse_file(entries: &[(u64, u64)], grains: &[(u64, u8)], replay: u64) -> Vec<u8> {
+    let cap = 2 * 4096 * 8u64;
+    let mut h = vec![0u8; 512];
+    let mut put = |at: usize, v: u64| h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(0, 0xcafe_babe);
+    put(8, 0x0000_0002_0000_0001);
+    put(16, cap);
+    put(24, 8);
+    put(32, 64);
+    put(80, 1); // volatile header
+    put(88, 1);
+    put(112, 1); // journal (unused here)
+    put(128, 2); // GD: one sector, 64 entries
+    put(136, 1);
+    put(144, 3); // GTs
+    put(152, 128);
+    put(192, 3 + 128); // grains
+    let mut f = h;
+    let mut v = vec![0u8; 512];
+    v[0..8].copy_from_slice(&0xcafe_cafe_u64.to_le_bytes());
+    v[24..32].copy_from_slice(&replay.to_le_bytes());
+    f.extend(v);
+    let mut gd = vec![0u8; 512];
+    gd[0..8].copy_from_slice(&0x1000_0000_0000_0001_u64.to_le_bytes());
+    f.extend(gd);
+    let mut gts = vec![0u8; 128 * 512];
+    for (grain, raw) in entries {
+        let at = (4096 + grain) as usize * 8; // table index 1
+        gts[at..at + 8].copy_from_slice(&raw.to_le_bytes());
+    }
+    f.extend(gts);
+    let mut data = Vec::new();
+    for (n, byte) in grains {
+        let at = *n as usize * 4096;
+        if data.len() < at + 4096 {
+            data.resize(at + 4096, 0);
+        }
+        data[at..at + 4096].fill(*byte);
+    }
+    f.extend(data);
+    f
+}
+
+#[test]
+fn sesparse_grain_types_and_the_swizzle() {
+    // Grain number 0x1003 is stored as 0x3000_0000_0000_0001 | 0x003 << 48.
+    let swizzled = 0x3000_0000_0000_0000 | (0x003 << 48) | 0x1;
+    assert_eq!(sesparse::decode_gte(swizzled), Some(sesparse::Grain::At(0x1003)));
+    assert_eq!(
+        sesparse::decode_gte(0x3000_0000_0000_0002),
+        Some(sesparse::Grain::At(0x2000))
+    );
+    assert_eq!(
+        sesparse::decode_gte(0x3005_0000_0000_0000),
+        Some(sesparse::Grain::At(5))
+    );
+    assert_eq!(sesparse::decode_gte(0), Some(sesparse::Grain::Unallocated));
+    assert_eq!(sesparse::decode_gte(0x0000_0000_0000_0001), None);
+    assert_eq!(sesparse::decode_gte(0x1000_0000_0000_0000), Some(sesparse::Grain::Zero));
+    assert_eq!(sesparse::decode_gte(0x2000_0000_0000_0007), Some(sesparse::Grain::Zero));
+    assert_eq!(sesparse::decode_gte(0x4000_0000_0000_0000), None);
+    assert_eq!(sesparse::decode_gde(0x1000_0000_0000_0005), Some(Some(5)));
+    assert_eq!(sesparse::decode_gde(0x2000_0000_0000_0005), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let entries = [
+        (0, 0x3000_0000_0000_0000 | (1 << 48)), // grain number 1
+        (1, 0x1000_0000_0000_0000),             // unmapped
+        (2, 0x2000_0000_0000_0000),             // zero
+        (4, 0x3000_0000_0000_0000),             // grain number 0
+    ];
+    let ext = sesparse_file(&entries, &[(0, 0xE0), (1, 0xE1)], 0);
+    write(dir.path(), "d-sesparse.vmdk", &ext);
+    let desc = "# Disk DescriptorFile\nCID=00000003\nparentCID=00000001\nparentFileNameHint=\"d.vmdk\"\ncreateType=\"seSparse\"\nRW 65536 SESPARSE \"d-sesparse.vmdk\"\n";
+    let p = write(dir.path(), "d-000001.vmdk", desc.as_bytes());
+    let f = VmdkFile::open(&p).unwrap();
+    let r = runs(&f, 0, 5 * 4096);
+    let kinds: Vec<&str> = r
+        .iter()
+        .map(|r| match r.source {
+            Source::Data { .. } => "data",
+            Source::Zero => "zero",
+            Source::Parent => "parent",
+        })
+        .collect();
+    assert_eq!(kinds, ["data", "zero", "parent", "data"]);
+    assert_eq!(read(&f, 0, 4096), vec![0xE1; 4096]);
+    assert_eq!(read(&f, 4 * 4096, 4096), vec![0xE0; 4096]);
+    // Table 1 of the directory is not allocated: the parent's.
+    assert_eq!(runs(&f, 4096 * 4096, 4096)[0].source, Source::Parent);
+    assert_eq!(f.allocated_grains().unwrap(), vec![Some(2)]);
+    // An unknown type, a grain past the end of the file.
+    for (raw, what) in [
+        (0x5000_0000_0000_0000u64, "unknown type"),
+        (0x3000_0000_0000_0fff, "past the end"),
+    ] {
+        write(dir.path(), "d-sesparse.vmdk", &sesparse_file(&[(0, raw)], &[(0, 1)], 0));
+        let f = VmdkFile::open(&p).unwrap();
+        let e = Layer::map(&f, 0, 4096, &mut Vec::new()).unwrap_err().to_string();
+        assert!(
+            e.contains("d-sesparse.vmdk") && e.contains("SESparse grain table") && e.contains(what),
+            "{e}"
+        );
+    }
+    // A journal that needs replay is refused.
+    write(
+        dir.path(),
+        "d-sesparse.vmdk",
+        &sesparse_file(&entries, &[(0, 1), (1, 2)], 1),
+    );
+    let e = VmdkFile::open(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("d-sesparse.vmdk") && e.contains("journal") && e.contains("replay"),
+        "{e}"
+    );
+    // A version qemu does not know.
+    let mut b = sesparse_file(&entries, &[], 0);
+    b[8] = 2;
+    write(dir.path(), "d-sesparse.vmdk", &b);
+    assert!(VmdkFile::open(&p).unwrap_err().to_string().contains("version"));
+}
