@@ -45,6 +45,8 @@ fn main() {
         ("win1252", win1252),
         ("sesparse-journal", sesparse_journal),
         ("deep", deep),
+        ("odd-sizes", odd_sizes),
+        ("odd-extents", odd_extents),
     ];
     let mut fixtures = Vec::new();
     for (name, make) in makers {
@@ -358,6 +360,49 @@ fn deep(d: &Path) -> (ChainBuilder, &'static str) {
     (c, "monolithicSparse base + 11 deltas")
 }
 
+/// 24 MiB + 5 sectors with split extents of `extent_sectors`, a COWD (16-sector
+/// grains) and an SESparse delta; the last sectors and an extent boundary written.
+fn odd(d: &Path, extent_sectors: u64) -> ChainBuilder {
+    let size = SIZE + 5 * SECTOR;
+    let last = size / SECTOR - 1;
+    let mut c = ChainBuilder::new(d, size);
+    let b = c.base(
+        "vm.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors,
+        },
+        |e| {
+            e.write_sectors(0, 100);
+            e.write_sectors(extent_sectors - 10, 20);
+            e.write_sectors(last - 2, 3);
+        },
+    );
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::VmfsSparse { grain_sectors: 16 }, |e| {
+        e.write_sectors(last - 1, 1);
+        spread(e, 23);
+    });
+    c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| {
+        e.write_sectors(last, 1);
+        e.write_sectors(extent_sectors - 1, 2);
+    });
+    c
+}
+
+fn odd_sizes(d: &Path) -> (ChainBuilder, &'static str) {
+    (
+        odd(d, 10112),
+        "24 MiB + 5 sectors: split extents of 79 grains and a short last one, COWD and SESparse deltas with a short last grain",
+    )
+}
+
+fn odd_extents(d: &Path) -> (ChainBuilder, &'static str) {
+    (
+        odd(d, 10000),
+        "split extents of 10000 sectors: each extent ends inside a grain (78 grains + 16 sectors)",
+    )
+}
+
 fn fixture(c: &ChainBuilder, name: &str, description: &str) -> Value {
     let mut states = Vec::new();
     for id in c.layers() {
@@ -378,6 +423,14 @@ fn fixture(c: &ChainBuilder, name: &str, description: &str) -> Value {
             let layer = c.layer(l);
             for f in c.files(l) {
                 files.push(f.file_name().unwrap().to_string_lossy().into_owned());
+            }
+            let n_ext = s.extents.len();
+            for (i, e) in s.extents.iter().enumerate() {
+                if let Some(gs) = e.kind.grain_sectors() {
+                    if i + 1 < n_ext && e.sectors % gs != 0 {
+                        facts.push("extent ends inside a grain".into());
+                    }
+                }
             }
             for (e, g) in s.extents.iter().zip(&layer.grains) {
                 let k = match &e.kind {

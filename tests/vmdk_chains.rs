@@ -1009,3 +1009,43 @@ fn bad_input_is_a_one_line_error_naming_the_file() {
     std::fs::write(&base, bytes).unwrap();
     check("cycle", &c.path(&s1), "vm-00000", &["loop", "cycle"]);
 }
+
+/// Sizes that are not grain multiples: a disk of 12 MiB + 5 sectors, split extents of
+/// 10000 sectors (not a multiple of the 128-sector grain), COWD with 16-sector grains,
+/// SESparse and streamOptimized with a short last grain; the last sectors written in
+/// every layer.
+#[test]
+fn sizes_that_are_not_grain_multiples() {
+    let size = SIZE + 5 * SECTOR;
+    let last = size / SECTOR - 1;
+    let split = Variant::TwoGbMaxExtentSparse {
+        opts: SparseOpts::default(),
+        extent_sectors: 10000,
+    };
+    let chains: Vec<(Variant, Vec<Variant>)> = vec![
+        (split.clone(), vec![split, Variant::sparse()]),
+        (
+            Variant::Vmfs,
+            vec![Variant::VmfsSparse { grain_sectors: 16 }, Variant::se_sparse()],
+        ),
+        (Variant::StreamOptimized { grain_sectors: 128 }, vec![Variant::sparse()]),
+    ];
+    for (base, children) in chains {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ChainBuilder::new(dir.path(), size);
+        let mut id = c.base("vm.vmdk", base, |e| {
+            e.write_sectors(0, 100);
+            e.write_sectors(9990, 20);
+            e.write_sectors(last - 2, 3);
+        });
+        for (i, v) in children.into_iter().enumerate() {
+            let i = i as u64 + 1;
+            id = c.child(id, &format!("vm-{i:06}.vmdk"), v, |e| {
+                e.write_sectors(last - i, 1);
+                e.write_sectors(9999, 2);
+                spread(e, 30 + i);
+            });
+        }
+        assert_every_state(&c, &c.path(&id));
+    }
+}
