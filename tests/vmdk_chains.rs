@@ -1049,3 +1049,70 @@ fn sizes_that_are_not_grain_multiples() {
         assert_every_state(&c, &c.path(&id));
     }
 }
+
+/// `info --json` of every disk file gives what the writer recorded: createType, CID,
+/// parentCID, hint, size, ddb keys, and per extent its type, size, file, offset and
+/// (sparse kinds) the number of allocated grains.
+#[test]
+fn info_reports_what_the_writer_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::MonolithicFlat { offset: 7 }, |e| {
+        e.write_sectors(0, 100)
+    });
+    let s1 = c.child(b, "vm-000001.vmdk", sparse(3, 16, true, false), |e| {
+        spread(e, 40);
+        e.zero(2048, 64);
+    });
+    let s2 = c.child_with(
+        s1,
+        "vm-000002.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 8192,
+        },
+        Hint::WindowsAbsolute,
+        |e| spread(e, 41),
+        |_| {},
+    );
+    let s3 = c.child(s2, "vm-000003.vmdk", Variant::vmfs_sparse(), |e| spread(e, 42));
+    let s4 = c.child(s3, "vm-000004.vmdk", Variant::se_sparse(), |e| {
+        spread(e, 43);
+        e.unmap(4096, 8);
+    });
+    let mut c2 = ChainBuilder::new(dir.path(), SIZE);
+    let st = c2.base("export.vmdk", Variant::StreamOptimized { grain_sectors: 128 }, |e| {
+        spread(e, 44)
+    });
+    let cases: Vec<(&ChainBuilder, LayerId)> = vec![(&c, b), (&c, s1), (&c, s2), (&c, s3), (&c, s4), (&c2, st)];
+    for (c, id) in cases {
+        let out = ckptfs(["info", "--json", s(&c.path(&id))]).ok();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let spec = c.spec(&id);
+        let d = &spec.descriptor;
+        let what = c.file_name(&id);
+        assert_eq!(v["format"], "vmdk", "{what}");
+        assert_eq!(v["create_type"], d.create_type.as_str(), "{what}");
+        assert_eq!(v["cid"], format!("{:08x}", d.cid), "{what}");
+        assert_eq!(v["parent_cid"], format!("{:08x}", d.parent_cid), "{what}");
+        assert_eq!(v["parent_file_name_hint"].as_str(), d.parent_hint.as_deref(), "{what}");
+        assert_eq!(v["virtual_size"], SIZE, "{what}");
+        for (k, val) in &d.ddb {
+            assert_eq!(v["ddb"][format!("ddb.{k}")], val.as_str(), "{what}: ddb.{k}");
+        }
+        let extents = v["extents"].as_array().unwrap();
+        assert_eq!(extents.len(), spec.extents.len(), "{what}");
+        for ((e, got), grains) in spec.extents.iter().zip(extents).zip(&c.layer(&id).grains) {
+            assert_eq!(got["type"], e.kind.type_word(), "{what}");
+            assert_eq!(got["sectors"], e.sectors, "{what}");
+            assert_eq!(got["file"].as_str(), e.file.as_deref(), "{what}");
+            if let ExtentKind::Flat { offset } = e.kind {
+                assert_eq!(got["offset"], offset, "{what}");
+            }
+            if e.kind.is_sparse() {
+                let data = grains.values().filter(|g| matches!(g, Grain::Data(_))).count();
+                assert_eq!(got["allocated_grains"], data, "{what}: allocated grains");
+            }
+        }
+    }
+}
