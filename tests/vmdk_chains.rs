@@ -1116,3 +1116,43 @@ fn info_reports_what_the_writer_recorded() {
         }
     }
 }
+
+/// An absolute hint to a parent in another directory is followed; a hint that leads
+/// nowhere is one error line naming the child and the hint.
+#[test]
+fn absolute_hint_elsewhere_and_a_missing_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let parents = dir.path().join("parents");
+    let vm = dir.path().join("vm");
+    std::fs::create_dir(&parents).unwrap();
+    std::fs::create_dir(&vm).unwrap();
+    let mut c = ChainBuilder::new(&parents, SIZE);
+    let b = c.base("base.vmdk", Variant::sparse(), |e| e.write_sectors(0, 5000));
+    let abs = c.path(&b).to_str().unwrap().to_string();
+    let s1 = c.child_with(
+        b,
+        "vm-000001.vmdk",
+        Variant::vmfs_sparse(),
+        Hint::Text(abs),
+        |e| spread(e, 45),
+        |_| {},
+    );
+    for f in c.files(&s1) {
+        std::fs::rename(&f, vm.join(f.file_name().unwrap())).unwrap();
+    }
+    let leaf = vm.join("vm-000001.vmdk");
+    let listed = list_with(&leaf, &[]);
+    assert_eq!(listed.len(), 2, "{:?}", names(&listed));
+    let out = ckptfs(["cat", s(&leaf), "02_current/disk.img"]).ok();
+    assert_same_bytes(
+        &out.stdout,
+        &c.expected(&s1).read(0, SIZE as usize),
+        "child over an absolute hint",
+    );
+
+    std::fs::remove_file(c.path(&b)).unwrap();
+    let out = ckptfs(["list", s(&leaf)]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = one_error_line(&out);
+    assert!(line.contains("vm-000001.vmdk") && line.contains("base.vmdk"), "{line}");
+}
