@@ -1156,3 +1156,14 @@ fn absolute_hint_elsewhere_and_a_missing_parent() {
     let line = one_error_line(&out);
     assert!(line.contains("vm-000001.vmdk") && line.contains("base.vmdk"), "{line}");
 }
+
+/// Random trees (fixed seeds, so failures reproduce; see `random_tree`): every state
+/// of every tree read through `cat`.
+#[test]
+fn random_trees_of_every_variant() {
+    for seed in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, ids) = random_tree(dir.path(), seed);
+        assert_every_state(&c, &c.path(&ids[0]));
+    }
+}

@@ -438,3 +438,20 @@ fn qemu_refuses_an_sesparse_journal_needing_replay() {
     let err = qemu_raw(&c.path(&s1)).unwrap_err();
     assert!(err.contains("journal"), "{err}");
 }
+
+/// The random trees tests/vmdk_chains.rs reads through ckptfs, read by qemu (every
+/// variant and option they use is one qemu reads: relative hints, grain-multiple split
+/// extents, no ZERO extents).
+#[test]
+fn qemu_reads_random_trees() {
+    if !have_qemu() {
+        return;
+    }
+    for seed in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, ids) = random_tree(dir.path(), seed);
+        for id in &ids {
+            assert_qemu_reads(&c, id);
+        }
+    }
+}

@@ -1567,6 +1567,99 @@ pub fn fill(tag: &str, offset: u64, len: usize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
+// Random trees
+// ---------------------------------------------------------------------------
+
+/// A random tree from `seed` (the same tree for the same seed): a random base variant,
+/// 2–6 deltas of random kinds and options (hosted sparse grain sizes 4/8/64 KiB,
+/// header versions 1–3, zero grains, sparse grain tables; split sparse; COWD grains of
+/// 1/16/128 sectors; SESparse with zero and unmapped grains) over random parents, and
+/// random writes. Returns the builder and the layers, base first.
+pub fn random_tree(dir: &Path, seed: u64) -> (ChainBuilder, Vec<LayerId>) {
+    let mut x: u64 = mix(seed ^ 0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let hosted = |version: u32, grain: u64, zero: bool, all_gts: bool| {
+        Variant::MonolithicSparse(SparseOpts {
+            version,
+            grain_sectors: grain,
+            zero_grain_flag: zero,
+            all_gts,
+            ..SparseOpts::default()
+        })
+    };
+    let size = (4 + rnd(12)) * MIB + rnd(4) * 128 * SECTOR;
+    let sectors = size / SECTOR;
+    let bases = [
+        Variant::sparse(),
+        hosted(3, 8, false, false),
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 2048 * (1 + rnd(3)),
+        },
+        Variant::MonolithicFlat { offset: rnd(9) },
+        Variant::TwoGbMaxExtentFlat {
+            extent_sectors: 1000 + rnd(5000),
+        },
+        Variant::StreamOptimized { grain_sectors: 128 },
+        Variant::Vmfs,
+    ];
+    let mut c = ChainBuilder::new(dir, size);
+    let base = bases[rnd(bases.len() as u64) as usize].clone();
+    let mut ids = vec![c.base("vm.vmdk", base, |e| {
+        for _ in 0..1 + rnd(6) {
+            let n = 1 + rnd(400);
+            e.write_sectors(rnd(sectors - n), n);
+        }
+    })];
+    for i in 1..=(2 + rnd(5)) {
+        let parent = ids[rnd(ids.len() as u64) as usize];
+        let (v, grain, zero, unmap) = match rnd(5) {
+            0 => {
+                let g = [8, 16, 128][rnd(3) as usize];
+                let z = rnd(2) == 1;
+                (hosted(1 + rnd(3) as u32, g, z, rnd(2) == 1), g, z, false)
+            }
+            1 => (
+                Variant::TwoGbMaxExtentSparse {
+                    opts: SparseOpts::default(),
+                    extent_sectors: 128 * (16 + rnd(64)),
+                },
+                128,
+                false,
+                false,
+            ),
+            2 => {
+                let g = [1, 16, 128][rnd(3) as usize] as u32;
+                (Variant::VmfsSparse { grain_sectors: g }, g as u64, false, false)
+            }
+            _ => (Variant::se_sparse(), ses::GRAIN_SECTORS, true, true),
+        };
+        let id = c.child(parent, &format!("vm-{i:06}.vmdk"), v, |e| {
+            for _ in 0..1 + rnd(8) {
+                let n = 1 + rnd(300);
+                e.write_sectors(rnd(sectors - n), n);
+            }
+            let grains = sectors / grain;
+            if zero && grains > 4 {
+                let n = 1 + rnd(3);
+                e.zero(rnd(grains - n) * grain, n * grain);
+            }
+            if unmap && grains > 4 {
+                let n = 1 + rnd(3);
+                e.unmap(rnd(grains - n) * grain, n * grain);
+            }
+        });
+        ids.push(id);
+    }
+    (c, ids)
+}
+
+// ---------------------------------------------------------------------------
 // Damage
 // ---------------------------------------------------------------------------
 
