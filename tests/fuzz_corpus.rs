@@ -16,6 +16,8 @@ fn mutations(target: &str) -> usize {
     match target {
         "vhdx_file" => 40,
         "vhd_file" => 150,
+        // Write an image file (and a descriptor) per input.
+        "vmdk_sparse" | "vmdk_esx" => 150,
         // Writes up to seven image files per input.
         "chain_discovery" => 25,
         "layered_read" => 80,
@@ -242,6 +244,21 @@ fn vhd_parent_locator() {
 #[test]
 fn vhd_file() {
     run_target("vhd_file");
+}
+
+#[test]
+fn vmdk_descriptor() {
+    run_target("vmdk_descriptor");
+}
+
+#[test]
+fn vmdk_sparse() {
+    run_target("vmdk_sparse");
+}
+
+#[test]
+fn vmdk_esx() {
+    run_target("vmdk_esx");
 }
 
 #[test]

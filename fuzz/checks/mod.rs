@@ -32,6 +32,9 @@ pub mod vhd_footer;
 pub mod vhd_parent_locator;
 pub mod vhd_seeds;
 pub mod vhdx_file;
+pub mod vmdk_descriptor;
+pub mod vmdk_esx;
+pub mod vmdk_sparse;
 pub mod vmware_config;
 
 use ckptfs::format::vhdx::VhdxError;
@@ -61,6 +64,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("vhd_file", vhd_file::check),
     ("chain_discovery", chain_discovery::check),
     ("vmware_config", vmware_config::check),
+    ("vmdk_descriptor", vmdk_descriptor::check),
+    ("vmdk_sparse", vmdk_sparse::check),
+    ("vmdk_esx", vmdk_esx::check),
 ];
 
 /// A cursor over the fuzz input that never runs dry: past the end every read is zero,

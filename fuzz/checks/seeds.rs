@@ -449,6 +449,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     out.extend(super::partition_seeds::all());
     out.extend(super::vhd_seeds::all());
     out.extend(super::vmware_config::seeds());
+    out.extend(super::vmdk_descriptor::seeds());
+    out.extend(super::vmdk_sparse::seeds());
+    out.extend(super::vmdk_esx::seeds());
 
     // chain_discovery: file count - 1; per file kind byte, sector, fill, [parent | junk
     // length]; the start.

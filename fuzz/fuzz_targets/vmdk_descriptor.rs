@@ -1,0 +1,6 @@
+#![no_main]
+//! See `checks/vmdk_descriptor.rs` for the input format and the outcomes asserted.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ckptfs_fuzz_checks::vmdk_descriptor::check(data));
