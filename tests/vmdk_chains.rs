@@ -695,94 +695,270 @@ fn files_are_unchanged_after_reading() {
     }
 }
 
-/// An ext4 filesystem (mkfs.ext4 -d) as the base state of a vmfs disk, changed by the
-/// guest through a COWD delta and then an SESparse delta (debugfs writes the files);
-/// every state's files read back through `ckptfs cat`.
-#[test]
-fn ext4_guest_files_through_cowd_and_sesparse_deltas() {
+/// A guest filesystem's states: the raw image after each step, and per state the
+/// files expected (content, or None: absent).
+struct GuestStates {
+    fs: &'static str,
+    states: Vec<Vec<u8>>,
+    files: Vec<Vec<(&'static str, Option<Vec<u8>>)>>,
+}
+
+const GUEST_SIZE: u64 = 32 * MIB;
+
+fn guest_file(tmp: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = tmp.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// ext4 made by mkfs.ext4 -d, changed by debugfs (write, rm) twice.
+fn ext4_states(tmp: &Path) -> Option<GuestStates> {
     if !util::have_tool("mkfs.ext4") || !util::have_tool("debugfs") {
-        return;
+        return None;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let size = 32 * MIB;
-    let content = tmp.path().join("content");
+    let content = tmp.join("content");
     std::fs::create_dir_all(content.join("docs")).unwrap();
     let v1 = util::pseudo_random(1, 300_000);
     std::fs::write(content.join("docs/report.bin"), &v1).unwrap();
     std::fs::write(content.join("hello.txt"), b"state one\n").unwrap();
-    let img = tmp.path().join("fs.img");
-    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let img = tmp.join("ext4.img");
+    std::fs::File::create(&img).unwrap().set_len(GUEST_SIZE).unwrap();
     util::run(
         "mkfs.ext4",
         &["-q", "-F", "-b", "4096", "-L", "guest", "-d", s(&content), s(&img)],
     );
     let state1 = std::fs::read(&img).unwrap();
-    let v2 = util::pseudo_random(2, 123_457);
-    let f2 = tmp.path().join("new.bin");
-    std::fs::write(&f2, &v2).unwrap();
-    let hello2 = tmp.path().join("hello2.txt");
-    std::fs::write(&hello2, b"state two, longer than before\n").unwrap();
     let debugfs = |cmds: &str| {
-        let script = tmp.path().join("cmds");
+        let script = tmp.join("cmds");
         std::fs::write(&script, cmds).unwrap();
         util::run("debugfs", &["-w", "-f", s(&script), s(&img)]);
     };
+    let v2 = util::pseudo_random(2, 123_457);
+    let hello2 = b"state two, longer than before\n".to_vec();
     debugfs(&format!(
         "write {} new.bin\nrm hello.txt\nwrite {} hello.txt\n",
-        s(&f2),
-        s(&hello2)
+        s(&guest_file(tmp, "new.bin", &v2)),
+        s(&guest_file(tmp, "hello2.txt", &hello2))
     ));
     let state2 = std::fs::read(&img).unwrap();
-    debugfs("rm docs/report.bin\n");
     let v3 = util::pseudo_random(3, 70_000);
-    let f3 = tmp.path().join("third.bin");
-    std::fs::write(&f3, &v3).unwrap();
-    debugfs(&format!("write {} docs/third.bin\n", s(&f3)));
+    debugfs(&format!(
+        "rm docs/report.bin\nwrite {} docs/third.bin\n",
+        s(&guest_file(tmp, "third.bin", &v3))
+    ));
     let state3 = std::fs::read(&img).unwrap();
+    Some(GuestStates {
+        fs: "ext4",
+        states: vec![state1, state2, state3],
+        files: vec![
+            vec![
+                ("hello.txt", Some(b"state one\n".to_vec())),
+                ("docs/report.bin", Some(v1.clone())),
+                ("new.bin", None),
+            ],
+            vec![
+                ("hello.txt", Some(hello2.clone())),
+                ("new.bin", Some(v2.clone())),
+                ("docs/report.bin", Some(v1)),
+            ],
+            vec![
+                ("hello.txt", Some(hello2)),
+                ("docs/third.bin", Some(v3)),
+                ("new.bin", Some(v2)),
+                ("docs/report.bin", None),
+            ],
+        ],
+    })
+}
 
-    let dir = tmp.path().join("vm");
-    std::fs::create_dir(&dir).unwrap();
-    let mut c = ChainBuilder::new(&dir, size);
-    let b = c.base("vm.vmdk", Variant::Vmfs, |e| {
-        for (off, piece) in diff_pieces(&vec![0; state1.len()], &state1) {
+/// FAT16 made by mkfs.fat, files copied in and deleted with mtools.
+fn fat_states(tmp: &Path) -> Option<GuestStates> {
+    if !util::have_tool("mkfs.fat") || !util::have_tool("mcopy") || !util::have_tool("mdel") {
+        return None;
+    }
+    let img = tmp.join("fat.img");
+    std::fs::File::create(&img).unwrap().set_len(GUEST_SIZE).unwrap();
+    util::run("mkfs.fat", &["-F", "16", "-n", "GUEST", s(&img)]);
+    let i = s(&img).to_string();
+    let mcopy = |src: &Path, dst: &str| util::run("mcopy", &["-o", "-i", &i, s(src), dst]);
+    util::run("mmd", &["-i", &i, "::/docs"]);
+    let v1 = util::pseudo_random(11, 200_000);
+    mcopy(&guest_file(tmp, "report.bin", &v1), "::/docs/report.bin");
+    mcopy(&guest_file(tmp, "hello.txt", b"fat one\r\n"), "::/hello.txt");
+    let state1 = std::fs::read(&img).unwrap();
+    let v2 = util::pseudo_random(12, 99_999);
+    mcopy(&guest_file(tmp, "new.bin", &v2), "::/new.bin");
+    mcopy(&guest_file(tmp, "hello2.txt", b"fat two, longer\r\n"), "::/hello.txt");
+    let state2 = std::fs::read(&img).unwrap();
+    util::run("mdel", &["-i", &i, "::/docs/report.bin"]);
+    let v3 = util::pseudo_random(13, 50_000);
+    mcopy(&guest_file(tmp, "third.bin", &v3), "::/docs/third.bin");
+    let state3 = std::fs::read(&img).unwrap();
+    Some(GuestStates {
+        fs: "fat16",
+        states: vec![state1, state2, state3],
+        files: vec![
+            vec![
+                ("hello.txt", Some(b"fat one\r\n".to_vec())),
+                ("docs/report.bin", Some(v1.clone())),
+                ("new.bin", None),
+            ],
+            vec![
+                ("hello.txt", Some(b"fat two, longer\r\n".to_vec())),
+                ("new.bin", Some(v2.clone())),
+                ("docs/report.bin", Some(v1)),
+            ],
+            vec![
+                ("docs/third.bin", Some(v3)),
+                ("new.bin", Some(v2)),
+                ("docs/report.bin", None),
+            ],
+        ],
+    })
+}
+
+/// NTFS made by mkntfs, files written with ntfscp (no deletion tool: files are added
+/// and overwritten).
+fn ntfs_states(tmp: &Path) -> Option<GuestStates> {
+    if !util::have_tool("mkntfs") || !util::have_tool("ntfscp") {
+        return None;
+    }
+    let img = tmp.join("ntfs.img");
+    std::fs::File::create(&img).unwrap().set_len(GUEST_SIZE).unwrap();
+    util::run("mkntfs", &["-q", "-F", "-f", "-L", "guest", s(&img)]);
+    let i = s(&img).to_string();
+    let ntfscp = |src: &Path, dst: &str| util::run("ntfscp", &["-f", &i, s(src), dst]);
+    let v1 = util::pseudo_random(21, 200_000);
+    ntfscp(&guest_file(tmp, "report.bin", &v1), "report.bin");
+    ntfscp(&guest_file(tmp, "hello.txt", b"ntfs one\r\n"), "hello.txt");
+    let state1 = std::fs::read(&img).unwrap();
+    let v2 = util::pseudo_random(22, 99_999);
+    ntfscp(&guest_file(tmp, "new.bin", &v2), "new.bin");
+    let state2 = std::fs::read(&img).unwrap();
+    let v3 = util::pseudo_random(23, 200_000);
+    ntfscp(&guest_file(tmp, "report3.bin", &v3), "report.bin");
+    let state3 = std::fs::read(&img).unwrap();
+    Some(GuestStates {
+        fs: "ntfs",
+        states: vec![state1, state2, state3],
+        files: vec![
+            vec![
+                ("hello.txt", Some(b"ntfs one\r\n".to_vec())),
+                ("report.bin", Some(v1.clone())),
+                ("new.bin", None),
+            ],
+            vec![("new.bin", Some(v2.clone())), ("report.bin", Some(v1))],
+            vec![("new.bin", Some(v2)), ("report.bin", Some(v3))],
+        ],
+    })
+}
+
+/// The guest's three states as a base of `base` and two deltas of the given kinds;
+/// every state's files read back through `ckptfs cat`.
+fn assert_guest_through(g: &GuestStates, base: Variant, deltas: [Variant; 2]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let what = format!(
+        "{} over {} / {:?} / {:?}",
+        g.fs,
+        base.create_type(),
+        deltas[0],
+        deltas[1]
+    );
+    let mut c = ChainBuilder::new(tmp.path(), GUEST_SIZE);
+    let zeros = vec![0u8; GUEST_SIZE as usize];
+    let mut ids = vec![c.base("vm.vmdk", base, |e| {
+        for (off, piece) in diff_pieces(&zeros, &g.states[0]) {
             e.write(off, &piece);
         }
-    });
-    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| {
-        for (off, piece) in diff_pieces(&state1, &state2) {
-            e.write(off, &piece);
-        }
-    });
-    let s2 = c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| {
-        for (off, piece) in diff_pieces(&state2, &state3) {
-            e.write(off, &piece);
-        }
-    });
-    assert_eq!(c.expected(&s2).read(0, size as usize), state3);
-    let image = c.path(&s2);
+    })];
+    for (i, v) in deltas.into_iter().enumerate() {
+        let id = c.child(ids[i], &format!("vm-{:06}.vmdk", i + 1), v, |e| {
+            for (off, piece) in diff_pieces(&g.states[i], &g.states[i + 1]) {
+                e.write(off, &piece);
+            }
+        });
+        ids.push(id);
+    }
+    let image = c.path(&ids[2]);
     let listed = list_with(&image, &[]);
-    let name_of = |id: &LayerId| {
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            c.expected(id).read(0, GUEST_SIZE as usize),
+            g.states[i],
+            "{what}: model"
+        );
         let f = std::fs::canonicalize(c.path(id)).unwrap();
         let l = listed.iter().find(|l| l.file == f).unwrap();
         let vols = l.json["volumes"].as_array().unwrap();
-        assert_eq!(vols.len(), 1, "{}", l.json);
-        assert_eq!(vols[0]["filesystem"], "ext4", "{}", l.json);
-        format!("{}/{}", l.name, vols[0]["dir"].as_str().unwrap())
-    };
-    let cat = |id: &LayerId, p: &str| ckptfs(["cat", s(&image), &format!("{}/{p}", name_of(id))]);
-    assert_eq!(cat(&b, "hello.txt").ok().stdout, b"state one\n");
-    assert_same_bytes(&cat(&b, "docs/report.bin").ok().stdout, &v1, "base report.bin");
-    assert_eq!(cat(&b, "new.bin").code, Some(1));
-    assert_eq!(cat(&s1, "hello.txt").ok().stdout, b"state two, longer than before\n");
-    assert_same_bytes(&cat(&s1, "new.bin").ok().stdout, &v2, "COWD new.bin");
-    assert_same_bytes(&cat(&s1, "docs/report.bin").ok().stdout, &v1, "COWD report.bin");
-    assert_same_bytes(&cat(&s2, "docs/third.bin").ok().stdout, &v3, "SESparse third.bin");
-    assert_same_bytes(&cat(&s2, "new.bin").ok().stdout, &v2, "SESparse new.bin");
-    assert_eq!(
-        cat(&s2, "docs/report.bin").code,
-        Some(1),
-        "deleted in the SESparse state"
-    );
+        assert_eq!(vols.len(), 1, "{what}: {}", l.json);
+        assert_eq!(vols[0]["filesystem"], g.fs, "{what}: {}", l.json);
+        let vol = format!("{}/{}", l.name, vols[0]["dir"].as_str().unwrap());
+        for (path, want) in &g.files[i] {
+            let out = ckptfs(["cat", s(&image), &format!("{vol}/{path}")]);
+            match want {
+                Some(bytes) => assert_same_bytes(&out.ok().stdout, bytes, &format!("{what}: {vol}/{path}")),
+                None => assert_eq!(out.code, Some(1), "{what}: {vol}/{path} should be absent"),
+            }
+        }
+    }
+}
+
+/// Base and delta combinations guest filesystems are read through: every base
+/// variant, every delta kind.
+fn guest_combinations() -> Vec<(Variant, [Variant; 2])> {
+    vec![
+        (Variant::Vmfs, [Variant::vmfs_sparse(), Variant::se_sparse()]),
+        (Variant::sparse(), [Variant::sparse(), sparse(3, 8, false, false)]),
+        (
+            Variant::StreamOptimized { grain_sectors: 128 },
+            [
+                Variant::TwoGbMaxExtentSparse {
+                    opts: SparseOpts::default(),
+                    extent_sectors: 16384,
+                },
+                Variant::VmfsSparse { grain_sectors: 16 },
+            ],
+        ),
+        (
+            Variant::MonolithicFlat { offset: 5 },
+            [Variant::se_sparse(), Variant::sparse()],
+        ),
+        (
+            Variant::TwoGbMaxExtentFlat { extent_sectors: 20000 },
+            [Variant::vmfs_sparse(), Variant::sparse()],
+        ),
+    ]
+}
+
+/// ext4 (mkfs.ext4 -d, then debugfs) through every base variant and delta kind,
+/// COWD and SESparse included.
+#[test]
+fn ext4_guest_files_through_every_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(g) = ext4_states(tmp.path()) else { return };
+    for (base, deltas) in guest_combinations() {
+        assert_guest_through(&g, base, deltas);
+    }
+}
+
+/// FAT16 (mkfs.fat, mtools) through every base variant and delta kind.
+#[test]
+fn fat_guest_files_through_every_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(g) = fat_states(tmp.path()) else { return };
+    for (base, deltas) in guest_combinations() {
+        assert_guest_through(&g, base, deltas);
+    }
+}
+
+/// NTFS (mkntfs, ntfscp) through every base variant and delta kind.
+#[test]
+fn ntfs_guest_files_through_every_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(g) = ntfs_states(tmp.path()) else { return };
+    for (base, deltas) in guest_combinations() {
+        assert_guest_through(&g, base, deltas);
+    }
 }
 
 /// Through the mount too: every state's `disk.img` of a chain through every hosted
