@@ -695,12 +695,15 @@ fn files_are_unchanged_after_reading() {
     }
 }
 
+/// A guest path and its expected content (None: absent).
+type Expected = (&'static str, Option<Vec<u8>>);
+
 /// A guest filesystem's states: the raw image after each step, and per state the
-/// files expected (content, or None: absent).
+/// files expected.
 struct GuestStates {
     fs: &'static str,
     states: Vec<Vec<u8>>,
-    files: Vec<Vec<(&'static str, Option<Vec<u8>>)>>,
+    files: Vec<Vec<Expected>>,
 }
 
 const GUEST_SIZE: u64 = 32 * MIB;
