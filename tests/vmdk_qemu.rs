@@ -129,6 +129,8 @@ fn delta_chains_over_every_subformat() {
     }
     for (base_sub, child_sub) in [
         ("monolithicSparse", "monolithicSparse"),
+        // Zeroed grains (grain table entry 1) must hide the parent's data.
+        ("monolithicSparse", "monolithicSparse,zeroed_grain=on"),
         ("monolithicFlat", "twoGbMaxExtentSparse"),
         ("twoGbMaxExtentFlat", "monolithicSparse"),
         ("twoGbMaxExtentSparse", "twoGbMaxExtentSparse"),
@@ -142,7 +144,7 @@ fn delta_chains_over_every_subformat() {
         std::fs::remove_file(&raw).unwrap();
         let mut chain = vec![base.clone()];
         for (i, writes) in [
-            &["write -P 0x22 512k 1M", "write -z 3M 64k"][..],
+            &["write -P 0x22 512k 1M", "write -z 0 128k"][..],
             &["write -P 0x33 1000k 8k", "write -P 0x44 8380416 8k"][..],
         ]
         .iter()

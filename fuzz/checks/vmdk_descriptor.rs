@@ -205,16 +205,14 @@ pub fn check(data: &[u8]) {
 
     let expect = if let Some(bad) = lines.iter().position(|(_, good)| *good == Some(false)) {
         Expect::Line(bad + 1)
-    } else if cid_line.is_none() {
-        Expect::Whole
-    } else if !cid_ok {
-        Expect::Line(cid_line.unwrap())
-    } else if !pcid_ok {
-        Expect::Line(pcid_line.unwrap())
+    } else if let (None, _) | (_, false) = (cid_line, cid_ok) {
+        cid_line.map_or(Expect::Whole, Expect::Line)
+    } else if let (Some(l), false) = (pcid_line, pcid_ok) {
+        Expect::Line(l)
     } else if !ct_present {
         Expect::Whole
-    } else if !ct_known {
-        Expect::Line(ct_line.unwrap())
+    } else if let (Some(l), false) = (ct_line, ct_known) {
+        Expect::Line(l)
     } else if ct_raw {
         Expect::Unsupported
     } else if exts.is_empty() {

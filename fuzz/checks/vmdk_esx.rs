@@ -91,7 +91,8 @@ pub fn check(data: &[u8]) {
         return;
     }
     let f = got.unwrap_or_else(|e| panic!("a good extent is refused: {e}"));
-    let gb = if se { 4096 } else { 8 * 512 };
+    // Both kinds use grains of 8 sectors here.
+    let gb = 8 * 512;
     assert_eq!(f.virtual_size(), capacity * 512);
     for (g, m) in model.iter().enumerate() {
         let g = g as u64;

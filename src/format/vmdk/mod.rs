@@ -83,6 +83,9 @@ const GD_PAGE: u64 = 1024;
 /// A text descriptor larger than this is not one.
 const MAX_TEXT_DESCRIPTOR: u64 = descriptor::MAX_DESCRIPTOR as u64;
 
+/// A grain table as read: its byte offset in the file and its entries.
+type GrainTable = (u64, Arc<[u32]>);
+
 /// One extent of a disk.
 #[derive(Debug)]
 pub struct Extent {
@@ -440,7 +443,7 @@ impl VmdkFile {
         s: &HostedSparse,
         copy: sparse::Copy,
         table: u64,
-    ) -> Result<Option<(u64, Arc<[u32]>)>, VmdkError> {
+    ) -> Result<Option<GrainTable>, VmdkError> {
         let h = &s.header;
         let (gd_tag, gt_tag) = match copy {
             sparse::Copy::Primary => (0u8, 2u8),

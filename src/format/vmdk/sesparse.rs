@@ -252,7 +252,7 @@ impl SeSparseExtent {
         else {
             return Ok(Grain::Unallocated);
         };
-        let gt_at = (h.gt_offset * 512).checked_add(index * GTES * 8).unwrap_or(u64::MAX);
+        let gt_at = (h.gt_offset * 512).saturating_add(index * GTES * 8);
         if gt_at.checked_add(GTES * 8).is_none_or(|e| e > self.file.len()) {
             return Err(VmdkError::corrupt(
                 "SESparse grain directory",

@@ -315,7 +315,7 @@ pub fn gd_inside(h: &SparseHeader, file_len: u64, copy: Copy) -> Result<(), Vmdk
             "no redundant grain directory",
         ));
     };
-    let at = sector.checked_mul(512).unwrap_or(u64::MAX);
+    let at = sector.saturating_mul(512);
     check_inside(file_len, at, h.gd_entries() * 4, "grain directory")
 }
 

@@ -444,7 +444,8 @@ fn stream_optimized_reads_from_the_footer_and_inflates_grains() {
 #[test]
 fn bad_compressed_grains_are_errors_naming_the_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, fn(usize, &mut Vec<u8>)); 2] = [
+    type Tamper = fn(usize, &mut Vec<u8>);
+    let cases: [(&str, Tamper); 2] = [
         ("does not inflate", |_, c| {
             c.truncate(4);
             c.extend([0xff; 8]);
