@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check the test-only VHDX and VHD writers (tests/support/) against
+"""Cross-check the test-only VHDX, VHD and VMDK writers (tests/support/) against
 readers nobody on this team wrote.
 
 VHD (--format vhd): fixtures from `cargo run --release --example
