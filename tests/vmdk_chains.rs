@@ -896,7 +896,11 @@ fn assert_guest_through(g: &GuestStates, base: Variant, deltas: [Variant; 2]) {
         assert_eq!(vols.len(), 1, "{what}: {}", l.json);
         assert_eq!(vols[0]["filesystem"], g.fs, "{what}: {}", l.json);
         let vol = format!("{}/{}", l.name, vols[0]["dir"].as_str().unwrap());
+        let ls = ckptfs(["ls", s(&image), &vol]).ok().stdout_str();
         for (path, want) in &g.files[i] {
+            if !path.contains('/') {
+                assert_eq!(ls.lines().any(|n| n == *path), want.is_some(), "{what}: ls {vol}: {ls}");
+            }
             let out = ckptfs(["cat", s(&image), &format!("{vol}/{path}")]);
             match want {
                 Some(bytes) => assert_same_bytes(&out.ok().stdout, bytes, &format!("{what}: {vol}/{path}")),
@@ -964,8 +968,9 @@ fn ntfs_guest_files_through_every_variant() {
     }
 }
 
-/// Through the mount too: every state's `disk.img` of a chain through every hosted
-/// variant equals the model (spliced and copied replies).
+/// Through the mount too: every state's `disk.img` of a chain through hosted variants
+/// and of an ESXi chain (vmfs, COWD, SESparse) equals the model (spliced and copied
+/// replies).
 #[test]
 fn every_state_reads_the_same_through_the_mount() {
     if !util::can_fuse_mount() {
@@ -990,12 +995,27 @@ fn every_state_reads_the_same_through_the_mount() {
         e.zero(64, 16);
     });
     let image = c.path(&b);
-    let listed = list_with(&image, &[]);
+    assert_every_state_through_the_mount(&c, &image);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, SIZE / SECTOR));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| spread(e, 46));
+    c.child(s1, "vm-000002.vmdk", Variant::se_sparse(), |e| {
+        spread(e, 47);
+        e.zero(64, 16);
+        e.unmap(4096, 64);
+    });
+    assert_every_state_through_the_mount(&c, &c.path(&b));
+}
+
+fn assert_every_state_through_the_mount(c: &ChainBuilder, image: &Path) {
+    let listed = list_with(image, &[]);
     for opts in [&[][..], &["-o", "nosplice"]] {
         let mnt = tempfile::tempdir().unwrap();
         let mut args: Vec<&str> = vec!["mount"];
         args.extend(opts);
-        args.extend([s(&image), s(mnt.path())]);
+        args.extend([s(image), s(mnt.path())]);
         ckptfs(&args).ok();
         let result = std::panic::catch_unwind(|| {
             for id in c.layers() {
@@ -1345,4 +1365,33 @@ fn random_trees_of_every_variant() {
         let (c, ids) = random_tree(dir.path(), seed);
         assert_every_state(&c, &c.path(&ids[0]));
     }
+}
+
+/// The hint names a file beside the child, but the parent lives elsewhere: not found
+/// (an error naming the hint), then found with `--search-dir`, with its CID checked.
+#[test]
+fn a_parent_found_with_search_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::Vmfs, |e| e.write_sectors(0, 6000));
+    let s1 = c.child(b, "vm-000001.vmdk", Variant::se_sparse(), |e| spread(e, 48));
+    let elsewhere = tempfile::tempdir().unwrap();
+    for f in c.files(&b) {
+        std::fs::rename(&f, elsewhere.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let leaf = c.path(&s1);
+    let out = ckptfs(["list", s(&leaf)]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(one_error_line(&out).contains("vm.vmdk"), "{}", out.stderr);
+    let listed = list_with(&leaf, &["--search-dir", s(elsewhere.path())]);
+    assert_eq!(listed.len(), 2, "{:?}", names(&listed));
+    let out = ckptfs([
+        "cat",
+        "--search-dir",
+        s(elsewhere.path()),
+        s(&leaf),
+        "02_current/disk.img",
+    ])
+    .ok();
+    assert_same_bytes(&out.stdout, &c.expected(&s1).read(0, SIZE as usize), "via --search-dir");
 }
