@@ -1395,3 +1395,40 @@ fn a_parent_found_with_search_dir() {
     .ok();
     assert_same_bytes(&out.stdout, &c.expected(&s1).read(0, SIZE as usize), "via --search-dir");
 }
+
+/// A Windows relative hint with backslashes into a sibling directory, and file names
+/// with spaces (extents and hint).
+#[test]
+fn backslash_relative_hints_and_names_with_spaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_dir = dir.path().join("Base Disks");
+    std::fs::create_dir(&base_dir).unwrap();
+    let mut c = ChainBuilder::new(&base_dir, SIZE);
+    let b = c.base(
+        "My VM.vmdk",
+        Variant::TwoGbMaxExtentSparse {
+            opts: SparseOpts::default(),
+            extent_sectors: 8192,
+        },
+        |e| e.write_sectors(0, 10000),
+    );
+    let s1 = c.child_with(
+        b,
+        "My VM-000001.vmdk",
+        Variant::sparse(),
+        Hint::Text("..\\Base Disks\\My VM.vmdk".into()),
+        |e| spread(e, 49),
+        |_| {},
+    );
+    let snaps = dir.path().join("Snapshots");
+    std::fs::create_dir(&snaps).unwrap();
+    let moved = snaps.join("My VM-000001.vmdk");
+    std::fs::rename(c.path(&s1), &moved).unwrap();
+    let listed = list_with(&moved, &[]);
+    assert_eq!(listed.len(), 2, "{:?}", names(&listed));
+    for (id, name) in [(b, "01_"), (s1, "02_")] {
+        let l = listed.iter().find(|l| l.name.starts_with(name)).unwrap();
+        let out = ckptfs(["cat", s(&moved), &format!("{}/disk.img", l.name)]).ok();
+        assert_same_bytes(&out.stdout, &c.expected(&id).read(0, SIZE as usize), &l.name);
+    }
+}
