@@ -377,6 +377,29 @@ fn several_2gib_extents() {
         let mut hole = vec![1u8; 4096];
         disk.read_at(1 << 30, &mut hole).unwrap();
         assert!(hole.iter().all(|&b| b == 0), "{sub}: a hole reads as zeros");
+        // What the mount splices: pieces of the extent files (across the 2 GiB extent
+        // boundary too), or, for compressed grains, nothing (read and copied instead).
+        let (at, len) = places[1];
+        let mut pieces = Vec::new();
+        let plain = disk.pieces(at, len as u64, &mut pieces).unwrap();
+        assert_eq!(plain, sub != "streamOptimized", "{sub}");
+        if plain {
+            let mut got = Vec::new();
+            for p in &pieces {
+                match p {
+                    ckptfs::io::Piece::File { file, offset, len } => {
+                        let mut b = vec![0u8; *len as usize];
+                        file.read_exact_at(*offset, &mut b).unwrap();
+                        got.extend(b);
+                    }
+                    ckptfs::io::Piece::Zero { len } => got.extend(vec![0u8; *len as usize]),
+                }
+            }
+            assert_same_bytes(&got, &want[1], &format!("{sub}: spliced pieces"));
+            if sub == "twoGbMaxExtentFlat" {
+                assert!(pieces.len() >= 2, "two extent files: {pieces:?}");
+            }
+        }
     }
 }
 

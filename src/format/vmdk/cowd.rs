@@ -63,7 +63,7 @@ pub fn parse_header(b: &[u8], file_len: u64) -> Result<CowdHeader, VmdkError> {
     if h.grain_size == 0 || h.grain_size > u64::from(MAX_GRAIN) {
         return bad(format!("grain size {} sectors is out of range", h.grain_size));
     }
-    let covered = h.gd_entries * GTES * h.grain_size;
+    let covered = h.gd_entries.saturating_mul(GTES * h.grain_size);
     if covered < h.capacity {
         return bad(format!(
             "{} grain directory entries cover {covered} sectors, less than the capacity of {}",

@@ -249,7 +249,10 @@ impl VmdkFile {
                 let descriptor = descriptor::parse_bytes(&bytes).map_err(e)?;
                 check_parent_keys(&descriptor).map_err(e)?;
                 let len = h.capacity_bytes();
-                let listed: u64 = descriptor.extents.iter().map(|x| x.sectors * 512).sum();
+                let listed = descriptor
+                    .extents
+                    .iter()
+                    .fold(0u64, |a, x| a.saturating_add(x.sectors * 512));
                 if listed != len || descriptor.extents.len() != 1 {
                     warnings.push(format!(
                         "the embedded descriptor lists {} extent(s) of {listed} bytes; the file itself, {len} bytes by its header, is read (qemu's rule)",

@@ -113,7 +113,7 @@ pub fn parse_const(b: &[u8]) -> Result<ConstHeader, VmdkError> {
             return bad(format!("{what} {v} is out of range"));
         }
     }
-    if h.gd_entries() * GTES * GRAIN_SIZE < h.capacity {
+    if h.gd_entries().saturating_mul(GTES * GRAIN_SIZE) < h.capacity {
         return bad(format!(
             "{} grain directory entries do not cover the capacity of {} sectors",
             h.gd_entries(),
@@ -191,7 +191,7 @@ impl SeSparseExtent {
         let volatile = parse_volatile(&read_vec(&file, vat, 512, "SESparse volatile header")?, vat)?;
         if volatile.replay_journal != 0 {
             return Err(VmdkError::JournalNeedsReplay {
-                offset: header.journal_offset * 512,
+                offset: header.journal_offset.saturating_mul(512),
                 reason: format!("the volatile header's replay flag is {}", volatile.replay_journal),
             });
         }
