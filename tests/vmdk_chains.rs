@@ -1007,6 +1007,44 @@ fn every_state_reads_the_same_through_the_mount() {
         e.unmap(4096, 64);
     });
     assert_every_state_through_the_mount(&c, &c.path(&b));
+
+    // Flat extents are spliced from their files: split ones (odd sizes), one with an
+    // offset, a ZERO extent between them, a sparse child over it all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let q = SIZE / SECTOR / 4;
+    let ext = |sectors, kind, file: Option<&str>| ExtentSpec {
+        access: Access::Rw,
+        sectors,
+        kind,
+        file: file.map(String::from),
+    };
+    let b = c.base(
+        "vm.vmdk",
+        Variant::Custom {
+            create_type: "monolithicFlat".into(),
+            extents: vec![
+                ext(q - 3, ExtentKind::Flat { offset: 5 }, Some("vm-pt1.vmdk")),
+                ext(q + 3, ExtentKind::Zero, None),
+                ext(1001, ExtentKind::Flat { offset: 0 }, Some("vm-pt2.vmdk")),
+                ext(2 * q - 1001, ExtentKind::Flat { offset: 1 }, Some("vm-pt3.vmdk")),
+            ],
+        },
+        |e| {
+            e.write_sectors(0, q - 3);
+            e.write_sectors(2 * q, 2 * q);
+        },
+    );
+    c.child(b, "vm-000001.vmdk", Variant::sparse(), |e| spread(e, 50));
+    assert_every_state_through_the_mount(&c, &c.path(&b));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ChainBuilder::new(dir.path(), SIZE);
+    let b = c.base("vm.vmdk", Variant::TwoGbMaxExtentFlat { extent_sectors: 5000 }, |e| {
+        e.write_sectors(0, SIZE / SECTOR)
+    });
+    c.child(b, "vm-000001.vmdk", Variant::vmfs_sparse(), |e| spread(e, 51));
+    assert_every_state_through_the_mount(&c, &c.path(&b));
 }
 
 fn assert_every_state_through_the_mount(c: &ChainBuilder, image: &Path) {
