@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         // SAFETY: setting a signal disposition before any other thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    raise_open_file_limit();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -29,6 +30,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ckptfs: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A disk split into 2 GB extents keeps one open file per extent (a 1 TB Workstation
+/// disk has 500, and each snapshot as many again), past the usual soft limit of 1024:
+/// raise the soft limit to the hard one, as Go programs do at start. Failure is
+/// harmless: opening then fails with a clear EMFILE error naming the file.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

@@ -463,3 +463,113 @@ fn a_62_tb_sparse_disk_opens_at_once() {
     assert_eq!(disk.size(), size);
     assert!(b[..4096].iter().all(|&x| x == 0) && b[4096..].iter().all(|&x| x == 0x62));
 }
+
+/// parentFileNameHint as ESXi, Windows and a moved folder write it: each finds the
+/// parent by its file name beside the child, or in --search-dir.
+#[test]
+fn parent_hints_of_every_form() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.vmdk");
+    let child = dir.path().join("child.vmdk");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=monolithicFlat",
+            s(&base),
+            "2M",
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-o",
+            "subformat=twoGbMaxExtentSparse",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            s(&child),
+        ],
+    );
+    run("qemu-io", &["-f", "vmdk", "-c", "write -P 0x3c 4k 4k", s(&child)]);
+    let text = std::fs::read_to_string(&child).unwrap();
+    assert!(text.contains("parentFileNameHint=\"base.vmdk\""), "{text}");
+    for hint in [
+        "/vmfs/volumes/datastore1/vm/base.vmdk",
+        r"C:\Users\me\Virtual Machines\vm\base.vmdk",
+        r"..\other\BASE.vmdk",
+    ] {
+        std::fs::write(
+            &child,
+            text.replace(
+                "parentFileNameHint=\"base.vmdk\"",
+                &format!("parentFileNameHint=\"{hint}\""),
+            ),
+        )
+        .unwrap();
+        let files = checkpoint_files(&child);
+        assert_eq!(files.len(), 2, "{hint}");
+        let disk = cat_disk(&child, &files[1].0);
+        assert!(disk[4096..8192].iter().all(|&b| b == 0x3c), "{hint}");
+    }
+    // The parent moved away: found with --search-dir.
+    let elsewhere = tempfile::tempdir().unwrap();
+    for f in ["base.vmdk", "base-flat.vmdk"] {
+        std::fs::rename(dir.path().join(f), elsewhere.path().join(f)).unwrap();
+    }
+    let out = ckptfs(["list", s(&child)]).failed();
+    assert!(
+        out.stderr.contains("parent not found") && out.stderr.contains("--search-dir"),
+        "{}",
+        out.stderr
+    );
+    let v = list_json(&child, &["--search-dir", s(elsewhere.path())]);
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 2);
+}
+
+/// A disk of 300 extent files opens under a soft limit of 64 open files: ckptfs raises
+/// its soft limit to the hard one (an extent file stays open while the disk is).
+#[test]
+fn many_extent_files_need_no_ulimit() {
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
+    if hard != "unlimited" && hard.parse::<u64>().is_ok_and(|n| n < 512) {
+        eprintln!("skipped: the hard open-file limit is {hard}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut desc = String::from(
+        "# Disk DescriptorFile\nversion=1\nCID=00000300\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentFlat\"\n",
+    );
+    for i in 0..300u32 {
+        let name = format!("many-f{i:03}.vmdk");
+        std::fs::write(dir.path().join(&name), [i as u8; 512]).unwrap();
+        desc += &format!("RW 1 FLAT \"{name}\" 0\n");
+    }
+    let p = dir.path().join("many.vmdk");
+    std::fs::write(&p, desc).unwrap();
+    let script = format!(
+        "ulimit -Sn 64 && '{}' cat '{}' 01_current/disk.img",
+        env!("CARGO_BIN_EXE_ckptfs"),
+        p.display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<u8> = (0..300u32).flat_map(|i| [i as u8; 512]).collect();
+    assert_same_bytes(&out.stdout, &want, "300 extents");
+}

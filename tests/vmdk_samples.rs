@@ -191,6 +191,29 @@ fn esxi_sesparse_extent() {
     assert_eq!(disk.len(), 512 << 20);
     assert!(disk[..16 << 20].iter().all(|&b| b == b'a'));
     assert!(disk[16 << 20..].iter().all(|&b| b == 0));
+    // As a delta over a flat base: past the first 16 MiB, the base's bytes show.
+    let base_flat = dir.path().join("base-flat.vmdk");
+    let f = std::fs::File::create(&base_flat).unwrap();
+    f.set_len(512 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0x42; 4096], (16 << 20) - 2048).unwrap();
+    drop(f);
+    std::fs::write(
+        dir.path().join("base.vmdk"),
+        "# Disk DescriptorFile\nversion=1\nCID=0000b45e\nparentCID=ffffffff\ncreateType=\"vmfs\"\n\nRW 1048576 VMFS \"base-flat.vmdk\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &desc,
+        "# Disk DescriptorFile\nversion=1\nCID=5a5a5a5a\nparentCID=0000b45e\nparentFileNameHint=\"/vmfs/volumes/ds1/vm/base.vmdk\"\ncreateType=\"seSparse\"\n\nRW 1048576 SESPARSE \"sesparse.vmdk\"\n",
+    )
+    .unwrap();
+    let disk = ckptfs(["cat", s(&desc), "02_current/disk.img"]).ok().stdout;
+    assert!(disk[..16 << 20].iter().all(|&b| b == b'a'), "the delta's grains win");
+    assert!(
+        disk[16 << 20..(16 << 20) + 2048].iter().all(|&b| b == 0x42),
+        "the base shows through"
+    );
+    assert!(disk[(16 << 20) + 2048..].iter().all(|&b| b == 0));
     // The replay flag (volatile header at sector 1, u64 at +24).
     let mut b = std::fs::read(&ext).unwrap();
     b[512 + 24] = 1;

@@ -493,23 +493,75 @@ impl VmdkFile {
         sparse::check_grain(h, s.file.len(), grain, gt[slot as usize], gt_at + slot * 4)
     }
 
-    /// Allocated grains of a hosted sparse extent, table by table (primary walk).
+    /// Allocated grains of a hosted sparse extent, for `info`: grain tables that lie
+    /// one after another are read in one go (up to 1 MiB) without the cache, so that a
+    /// 62 TB disk is counted in seconds; a damaged walk falls back to the redundant
+    /// grain directory grain by grain, as reads do.
     fn hosted_allocated(&self, idx: usize, s: &HostedSparse) -> Result<u64, VmdkError> {
         let h = &s.header;
         let n = u64::from(h.num_gtes_per_gt);
+        let gt_len = n * 4;
+        let file_len = s.file.len();
+        let tables = h.gd_entries();
         let mut count = 0;
-        for table in 0..h.gd_entries() {
-            if let Some((gt_at, gt)) = self.hosted_table(idx, s, sparse::Copy::Primary, table)? {
-                let used = n.min(h.grains() - table * n);
-                for (slot, &gte) in gt.iter().take(used as usize).enumerate() {
-                    let grain = table * n + slot as u64;
-                    if let sparse::Grain::At(_) =
-                        sparse::check_grain(h, s.file.len(), grain, gte, gt_at + slot as u64 * 4)?
-                    {
-                        count += 1;
-                    }
+        let slow = |table: u64| -> Result<u64, VmdkError> {
+            let mut c = 0;
+            for grain in table * n..((table + 1) * n).min(h.grains()) {
+                if let sparse::Grain::At(_) = self.hosted_grain(idx, s, grain)? {
+                    c += 1;
                 }
             }
+            Ok(c)
+        };
+        let mut table = 0;
+        while table < tables {
+            let page_first = table / GD_PAGE * GD_PAGE;
+            let page_end = (page_first + GD_PAGE).min(tables);
+            let Ok(entries) = sparse::read_gd(&s.file, h, sparse::Copy::Primary, page_first, page_end - page_first)
+            else {
+                for t in table..page_end {
+                    count += slow(t)?;
+                }
+                table = page_end;
+                continue;
+            };
+            let entry = |t: u64| u64::from(entries[(t - page_first) as usize]) * 512;
+            let at = entry(table);
+            if at == 0 {
+                table += 1;
+                continue;
+            }
+            let mut end = table + 1;
+            while end < page_end && (end - table) * gt_len < (1 << 20) && entry(end) == at + (end - table) * gt_len {
+                end += 1;
+            }
+            let len = (end - table) * gt_len;
+            let bytes = if at.checked_add(len).is_some_and(|e| e <= file_len) {
+                fields::read_vec(&s.file, at, len as usize, "grain table").ok()
+            } else {
+                None
+            };
+            let Some(bytes) = bytes else {
+                for t in table..end {
+                    count += slow(t)?;
+                }
+                table = end;
+                continue;
+            };
+            for (k, gte) in fields::u32_entries(&bytes).into_iter().enumerate() {
+                let grain = table * n + k as u64;
+                if grain >= h.grains() {
+                    break;
+                }
+                let g = match sparse::check_grain(h, file_len, grain, gte, at + k as u64 * 4) {
+                    Ok(g) => g,
+                    Err(_) => self.hosted_grain(idx, s, grain)?,
+                };
+                if let sparse::Grain::At(_) = g {
+                    count += 1;
+                }
+            }
+            table = end;
         }
         Ok(count)
     }
@@ -689,15 +741,18 @@ fn open_extent(
     }
     let name = line.file.clone().unwrap_or_default();
     let path = extent_path(dir, &name);
-    let file = ImageFile::open(&path).map_err(|_| {
-        Error::vmdk(
+    // A file that exists but cannot be opened (permissions, too many open files) keeps
+    // its own error; only a file that is not there is "missing".
+    let file = ImageFile::open(&path).map_err(|e| match std::fs::symlink_metadata(&path) {
+        Ok(_) => e,
+        Err(_) => Error::vmdk(
             descriptor,
             VmdkError::MissingExtent {
                 line: line.line,
                 name: name.clone(),
                 path: path.clone(),
             },
-        )
+        ),
     })?;
     let e = |source| Error::vmdk(&path, source);
     let kind = match line.kind {

@@ -340,6 +340,11 @@ fn damaged_primary_walk_falls_back_to_the_redundant_one() {
     let p = write(dir.path(), "t.vmdk", &b);
     let f = VmdkFile::open(&p).unwrap();
     assert_eq!(read(&f, 4096, 4096), vec![0xB2; 4096]);
+    assert_eq!(
+        f.allocated_grains().unwrap(),
+        vec![Some(2)],
+        "counted through the redundant walk too"
+    );
     // Both copies damaged: an error naming the grain table and the file.
     let rat = 3 * 512 + 4;
     b[rat..rat + 4].copy_from_slice(&0x00ff_ffffu32.to_le_bytes());
