@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check the test-only VHDX and VHD writers (tests/support/) against
+"""Cross-check the test-only VHDX, VHD and VMDK writers (tests/support/) against
 readers nobody on this team wrote.
 
 VHD (--format vhd): fixtures from `cargo run --release --example
@@ -7,7 +7,22 @@ make_vhd_fixtures`; every state's bytes are compared with 7-Zip, qemu-img,
 libvhdi and dissect.hypervisor where each is expected to be right (see the VHD
 section below), and as a reported probe where it is known not to be. It exits
 non-zero when a reader expected to be right disagrees, or a state is read right
-by no reader. The rest of this text is about the VHDX part.
+by no reader.
+
+VMDK (--format vmdk): fixtures from `cargo run --release --example
+make_vmdk_fixtures` (every variant: monolithicSparse, twoGbMaxExtentSparse,
+monolithicFlat, twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsSparse/COWD,
+seSparse; chains, a tree, hint kinds, windows-1252, a damaged primary GD, an
+SESparse journal that needs replay). Every state's bytes are compared with
+qemu-img, libvmdk (pip libvmdk-python) and dissect.hypervisor where each is
+expected to be right (see the VMDK section below for each reader's coverage);
+where a reader is known to differ (SESparse unmapped semantics, FLAT offsets,
+zero-grain GTEs, no SESparse) the state is run as a documented probe. The
+SESparse state whose journal needs replay must be refused (qemu does). Exits
+non-zero when a reader expected to be right disagrees or a state is confirmed
+by no reader.
+
+The rest of this text is about the VHDX part.
 
 It builds the fixtures with `cargo run --release --example make_fixtures`,
 then reads every checkpoint state with each independent reader and compares
@@ -17,7 +32,7 @@ any failure or on a feature no reader confirmed without a documented reason.
 
 Requirements (fresh Debian):
     apt-get install qemu-utils 7zip        # qemu-img; 7zz (7-Zip >= 22), optional
-    pip install libvhdi-python dissect.hypervisor
+    pip install libvhdi-python dissect.hypervisor libvmdk-python
 FATtools (pure Python) is pip-installed on first use if missing. A missing
 reader is reported as unavailable; the run then fails only if some feature
 ends up unconfirmed (without 7-Zip every feature is still confirmed).
@@ -726,15 +741,344 @@ def check_vhd(fixtures_dir, tmp, only, readers):
 
 
 
+# ---------------------------------------------------------------------------
+# VMDK: fixtures from examples/make_vmdk_fixtures.rs
+# ---------------------------------------------------------------------------
+#
+# Readers and what each can be expected to read right (established by reading
+# their sources and by running them on these fixtures; the manifest lists each
+# state's chain, extent kinds and facts, and vmdk_reader_mode decides):
+#   qemu-img   `convert -f vmdk` of the state's disk file: monolithicSparse,
+#              twoGbMaxExtent*, monolithicFlat (with the FLAT offset), vmfs,
+#              streamOptimized, vmfsSparse (COWD) and seSparse (read only; it
+#              refuses a volatile header asking for a journal replay, which is
+#              the refusal ckptfs must make too). Zeroed-grain GTEs and SESparse
+#              "zero" and "unmapped" read as zeros (the project's semantics).
+#              It follows parentFileNameHint as a path relative to the child
+#              (no Windows or /vmfs/volumes hints), uses the descriptor's bytes
+#              as file names (no windows-1252 decoding), skips ZERO extent lines
+#              (read from a copy where each ZERO line is a FLAT extent on an
+#              all-hole file) and reads only the primary grain directory. A state whose primary
+#              GD is damaged is read from a copy whose header points gdOffset at
+#              the redundant GD (this confirms the redundant GD and its tables).
+#   libvmdk    pyvmdk, parents attached with set_parent (so hints are not its
+#              test): hosted sparse, streamOptimized, flat, COWD; no SESparse
+#              ("unsupported extent type"). It ignores a FLAT extent's offset
+#              (reads from the start of the file), reads a zeroed-grain GTE (1)
+#              as a grain at sector 1 of the file, cannot open a descriptor
+#              with a ZERO extent; windows-1252 descriptors are fine. Primary GD
+#              only: run on the rgd-swapped copy like qemu.
+#   dissect    dissect.hypervisor.disk.vmdk: hosted sparse, streamOptimized,
+#              flat, COWD, SESparse; parents by the hint's file name beside the
+#              child (every hint kind here). It reads SESparse "unmapped" grains
+#              from the parent (a semantic difference: compared with the
+#              state's alt-unmapped raw and reported, not failed), ignores FLAT
+#              offsets and ZERO extents, decodes descriptors as UTF-8 only, reads
+#              the primary GD only (rgd-swapped copy), and reads an SESparse
+#              extent whose journal needs replay without replaying it.
+#   All three misread a split sparse extent whose size is not a grain
+#   multiple (they read on into the padding of its last grain, or fail):
+#   VMware does not write such extents, the format does not forbid them; that
+#   fixture (odd-extents) is a documented probe no reader confirms, read by
+#   ckptfs's tests/vmdk_chains.rs.
+
+VMDK_READERS = ["qemu-img", "libvmdk", "dissect"]
+
+
+def vmdk_reader_mode_base(reader, st):
+    """'expect', 'expect-refusal', 'known-limitation: why', 'skip: why';
+    ' rgd-swap' / ' zero-as-flat' after expect: read a prepared copy (see
+    prepared_copy)."""
+    kinds, facts = set(st["extent_kinds"]), set(st["facts"])
+    swap = " rgd-swap" if "damaged primary GD" in facts else ""
+    if reader == "qemu-img":
+        if "journal needs replay" in facts:
+            return "expect-refusal"
+        if "hint windows absolute" in facts or "hint /vmfs/volumes" in facts:
+            return "known-limitation: qemu opens parentFileNameHint as a path relative to the child only"
+        if "windows-1252" in facts:
+            return "known-limitation: qemu does not decode windows-1252 descriptors (file names with é)"
+        if "ZERO" in kinds:
+            # qemu skips ZERO lines: it reads a copy where they are FLAT
+            # extents on all-hole files.
+            return "expect" + swap + " zero-as-flat"
+        return "expect" + swap
+    if reader == "libvmdk":
+        if "SESPARSE" in kinds:
+            return "skip: libvmdk has no SESparse extents"
+        if "ZERO" in kinds:
+            return "known-limitation: libvmdk cannot open a descriptor with a ZERO extent"
+        if "flat offset" in facts:
+            return "known-limitation: libvmdk ignores a FLAT extent's offset"
+        if "zero grains" in facts:
+            return "known-limitation: libvmdk reads a zeroed-grain GTE as a grain at sector 1"
+        return "expect" + swap
+    if reader == "dissect":
+        if "journal needs replay" in facts:
+            return "known-limitation: dissect reads an SESparse extent without replaying its journal (ckptfs must refuse)"
+        if "ZERO" in kinds:
+            return "known-limitation: dissect skips ZERO extents"
+        if "flat offset" in facts:
+            return "known-limitation: dissect ignores a FLAT extent's offset"
+        if "windows-1252" in facts:
+            return "known-limitation: dissect decodes descriptors as UTF-8 only"
+        if st["virtual_size"] % 4096:
+            return "known-limitation: dissect reads whole 4 KiB blocks and fails on a disk whose size is not a 4 KiB multiple"
+        return "expect" + swap
+    raise ValueError(reader)
+
+
+def vmdk_reader_mode(reader, st):
+    mode = vmdk_reader_mode_base(reader, st)
+    if mode.startswith("expect") and "extent ends inside a grain" in st["facts"]:
+        # A split sparse extent whose size is not a grain multiple (VMware
+        # makes them multiples; the format allows it): qemu reads on into
+        # the padding of the extent's last grain instead of the next extent,
+        # libvmdk likewise.
+        return f"known-limitation: {reader} does not stop at an extent that ends inside a grain"
+    return mode
+
+
+def prepared_copy(st, fixtures_dir, tmp, rgd_swap, zero_as_flat):
+    """The state's files copied. rgd_swap: each KDMV header with the
+    redundant-GD flag gets gdOffset := rgdOffset. zero_as_flat: each ZERO
+    extent line of a descriptor becomes a FLAT extent on an all-hole file of
+    its size (for a reader that skips ZERO lines; the rest of the descriptor,
+    offsets included, is then still checked)."""
+    import re
+
+    d = Path(tempfile.mkdtemp(prefix="prepared-", dir=tmp))
+    for f in st["files"]:
+        shutil.copyfile(fixtures_dir / st["dir"] / f, d / f)
+        with open(d / f, "r+b") as fh:
+            h = fh.read(512)
+            if rgd_swap and h[:4] == b"KDMV" and struct.unpack_from("<I", h, 8)[0] & 2:
+                rgd = struct.unpack_from("<Q", h, 48)[0]
+                fh.seek(56)
+                fh.write(struct.pack("<Q", rgd))
+        if zero_as_flat and h.startswith(b"# Disk DescriptorFile"):
+            text = (d / f).read_bytes()
+            n = [0]
+
+            def flat(m):
+                n[0] += 1
+                name = f"zero-extent-{n[0]}.bin"
+                with open(d / name, "wb") as z:
+                    z.truncate(int(m.group(2)) * 512)
+                return m.group(1) + b" " + m.group(2) + b' FLAT "' + name.encode() + b'" 0'
+
+            (d / f).write_bytes(re.sub(rb"(?m)^(RW|RDONLY|NOACCESS) (\d+) ZERO[ \t]*$", flat, text))
+    return d
+
+
+def open_vmdk_reader(name, st, d, tmp):
+    top = d / st["file"]
+    if name == "qemu-img":
+        if not have("qemu-img"):
+            raise Unavailable("apt-get install qemu-utils")
+        raw = Path(tempfile.mkdtemp(prefix="qemu-", dir=tmp)) / "out.raw"
+        run(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", str(top), str(raw)])
+        s = FileSource(raw)
+        s_close = s.close
+
+        def close():
+            s_close()
+            shutil.rmtree(raw.parent, ignore_errors=True)
+
+        s.close = close
+        return s
+    if name == "libvmdk":
+        try:
+            import pyvmdk
+        except ImportError:
+            raise Unavailable("pip install libvmdk-python")
+        handles = []
+        for f in st["chain"]:
+            h = pyvmdk.handle()
+            h.open(str(d / f))
+            h.open_extent_data_files()
+            handles.append(h)
+        for child, parent in zip(handles, handles[1:]):
+            child.set_parent(parent)
+        top_h = handles[0]
+        return CallSource(
+            top_h.get_media_size(),
+            lambda off, n: top_h.read_buffer_at_offset(n, off),
+            lambda: [h.close() for h in handles],
+        )
+    if name == "dissect":
+        try:
+            from dissect.hypervisor.disk.vmdk import VMDK
+        except ImportError:
+            raise Unavailable("pip install dissect.hypervisor")
+        v = VMDK(top)
+
+        def read(off, n):
+            v.seek(off)
+            return v.read(n)
+
+        return CallSource(v.size, read)
+    raise ValueError(name)
+
+
+def check_vmdk_one(reader, mode, st, fixtures_dir, tmp, semantic_notes):
+    if mode.startswith("skip:"):
+        return "SKIP", mode[5:].strip()
+    known = mode.startswith("known-limitation:")
+    why = mode[17:].strip() if known else ""
+    refusal = mode == "expect-refusal"
+    d = fixtures_dir / st["dir"]
+    try:
+        if " rgd-swap" in mode or " zero-as-flat" in mode:
+            d = prepared_copy(st, fixtures_dir, tmp, " rgd-swap" in mode, " zero-as-flat" in mode)
+        src = open_vmdk_reader(reader, st, d, tmp)
+        bad, samples, total, problem = compare(src, st, fixtures_dir / st["dir"])
+        try:
+            src.close()
+        except Exception as e:  # noqa: BLE001
+            problem = problem or f"reader error at close: {e}"
+    except Unavailable as e:
+        return "UNAVAILABLE", str(e)
+    except Exception as e:  # noqa: BLE001
+        msg = f"{type(e).__name__}: {str(e).strip()[-300:]}"
+        if refusal and ("journal" in msg.lower() or "dirty" in msg.lower()):
+            return "PASS (refused)", msg
+        if known:
+            return "KNOWN-LIMITATION", f"{why} [observed: {msg[:200]}]"
+        return "FAIL", msg
+    if refusal:
+        return "FAIL", "read a state it must refuse" + (f" ({total} bytes differ)" if bad else "")
+    if known and "journal needs replay" in st["facts"]:
+        # Reading at all is the limitation: the state must be refused.
+        return "KNOWN-LIMITATION", f"{why} [observed: it read the state, {total} bytes differ from the unreplayed data]"
+    if not bad and not problem:
+        return ("PASS (known limitation did not trigger)" if known else "PASS"), ""
+    seen = f"{total} bytes differ" + (f"; {problem}" if problem else "")
+    if bad:
+        seen += f"; first at {bad[0][0]:#x}, {len(bad)} ranges"
+    alt = st.get("alt_unmapped_raw")
+    if alt and not problem and samples and len(samples) * SECTOR >= total:
+        fd = os.open(fixtures_dir / st["dir"] / alt, os.O_RDONLY)
+        try:
+            if all(os.pread(fd, SECTOR, s) == g for s, g in samples.items()):
+                semantic_notes.append(
+                    f"{reader} on {st['name']}: {total} bytes differ, all where SESparse 'unmapped' grains are: "
+                    f"{reader} read the parent there, the project reads zeros"
+                )
+                return "PASS-SEMANTIC", "differs only in SESparse unmapped grains, which it reads from the parent"
+        finally:
+            os.close(fd)
+    if known:
+        return "KNOWN-LIMITATION", f"{why} [observed: {seen}]"
+    s0 = bad[0][0] if bad else None
+    if s0 is not None and s0 in samples:
+        fd = os.open(fixtures_dir / st["dir"] / st["expected_raw"], os.O_RDONLY)
+        exp = os.pread(fd, SECTOR, s0)
+        os.close(fd)
+        seen += f"; expected {hexs(exp)} got {hexs(samples[s0])}"
+    return "FAIL", seen
+
+
+def build_vmdk(outdir):
+    print(f"building VMDK fixtures into {outdir} ...", flush=True)
+    run(
+        ["cargo", "run", "--quiet", "--release", "--example", "make_vmdk_fixtures", "--", str(outdir)],
+        cwd=ROOT,
+    )
+
+
+def check_vmdk(fixtures_dir, tmp, only, readers):
+    manifest = json.loads((fixtures_dir / "manifest.json").read_text())
+    results, unavailable, semantic_notes = [], {}, []
+    for fx in manifest["fixtures"]:
+        print(f"\n=== VMDK {fx['name']}: {fx['description']}")
+        for st in fx["states"]:
+            if only and only not in st["name"]:
+                continue
+            for reader in readers:
+                mode = vmdk_reader_mode(reader, st)
+                t1 = time.time()
+                try:
+                    with time_limit(READER_TIMEOUT):
+                        status, detail = check_vmdk_one(reader, mode, st, fixtures_dir, tmp, semantic_notes)
+                except TimedOut as e:
+                    status, detail = "FAIL", str(e)
+                if status == "UNAVAILABLE":
+                    unavailable[reader] = detail
+                results.append((st, reader, status, detail))
+                took = f"{time.time() - t1:5.1f}s" if status != "SKIP" else "      "
+                line = f"  {st['name']:<30} {reader:<9} {took} {status}"
+                if detail and status != "PASS":
+                    line += f": {detail[:300]}"
+                print(line, flush=True)
+
+    print("\n=== VMDK summary")
+    for reader in readers:
+        counts = {}
+        for st, r, s, d in results:
+            if r == reader:
+                k = s.split(" ")[0]
+                counts[k] = counts.get(k, 0) + 1
+        extra = f" (unavailable: {unavailable[reader]})" if reader in unavailable else ""
+        print(f"  {reader:<9} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + extra)
+
+    print("\n=== VMDK writer features and the independent readers that confirmed them")
+    by_feature, by_state = {}, {}
+    for st, r, s, d in results:
+        by_state.setdefault(st["name"], set())
+        for f in st["features"]:
+            by_feature.setdefault(f, set())
+        if s.startswith("PASS") and s != "PASS-SEMANTIC":
+            by_state[st["name"]].add(r)
+            for f in st["features"]:
+                by_feature[f].add(r)
+    for f in sorted(by_feature):
+        print(f"  {f:<40} {', '.join(sorted(by_feature[f])) or '-'}")
+    if semantic_notes:
+        print("\n=== VMDK semantic differences (readers disagreeing with the project's decided semantics)")
+        for n in semantic_notes:
+            print("  " + n)
+    # A state no reader can read right is a failure unless every reader's
+    # result there is a documented limitation or skip.
+    documented = {
+        n
+        for n in by_state
+        if all(s in ("KNOWN-LIMITATION", "SKIP") for st, r, s, d in results if st["name"] == n)
+    }
+    unconfirmed = [n for n, rs in by_state.items() if not rs and n not in documented]
+    documented_unconfirmed = [n for n, rs in by_state.items() if not rs and n in documented]
+    if documented_unconfirmed:
+        print("\n=== VMDK states no available reader can confirm (documented reader limitations; ckptfs's tests cover them)")
+        for n in documented_unconfirmed:
+            print("  " + n)
+    failures = [(st["name"], r, d) for st, r, s, d in results if s == "FAIL"]
+    if unconfirmed:
+        print("\n=== VMDK states no independent reader read right")
+        for n in unconfirmed:
+            print("  " + n)
+        for r, hint in unavailable.items():
+            print(f"  (reader {r} was unavailable: {hint})")
+    if failures:
+        print("\n=== VMDK FAILURES (a reader expected to be right disagrees with the writer)")
+        for n, r, d in failures:
+            print(f"  {n} / {r}: {d}")
+    ok = not failures and not unconfirmed
+    npass = sum(1 for _, _, s, _ in results if s.startswith("PASS"))
+    print(f"\nVMDK {'PASS' if ok else 'FAIL'}: {npass} reader checks passed, {len(failures)} failed")
+    return 0 if ok else 1
+
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--format", choices=["all", "vhdx", "vhd"], default="all", help="which writer to check")
+    ap.add_argument("--format", choices=["all", "vhdx", "vhd", "vmdk"], default="all", help="which writer to check")
     ap.add_argument("--fixtures", help="use this directory (build into it unless --no-build)")
     ap.add_argument("--vhd-fixtures", help="the same for the VHD fixtures")
-    ap.add_argument("--no-build", action="store_true", help="reuse fixtures already in --fixtures/--vhd-fixtures")
+    ap.add_argument("--vmdk-fixtures", help="the same for the VMDK fixtures")
+    ap.add_argument("--no-build", action="store_true", help="reuse fixtures already in --fixtures/--vhd-fixtures/--vmdk-fixtures")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--only", help="only states whose name contains this")
-    ap.add_argument("--readers", help="comma-separated subset of " + ",".join(READERS + VHD_READERS))
+    ap.add_argument("--readers", help="comma-separated subset of " + ",".join(READERS + VHD_READERS + VMDK_READERS))
     args = ap.parse_args()
 
     t0 = time.time()
@@ -757,6 +1101,12 @@ def main():
                 build_vhd(vhd_dir)
             readers = [r for r in args.readers.split(",") if r in VHD_READERS] if args.readers else VHD_READERS
             codes.append(check_vhd(vhd_dir, work, args.only, readers))
+        if args.format in ("all", "vmdk"):
+            vmdk_dir = Path(args.vmdk_fixtures) if args.vmdk_fixtures else Path(tmp) / "vmdk-fixtures"
+            if not args.no_build:
+                build_vmdk(vmdk_dir)
+            readers = [r for r in args.readers.split(",") if r in VMDK_READERS] if args.readers else VMDK_READERS
+            codes.append(check_vmdk(vmdk_dir, work, args.only, readers))
     finally:
         if args.keep:
             print(f"kept {tmp}")

@@ -14,7 +14,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-# Independent VHDX readers for scripts/crosscheck_writer.py.
-if ! python3 -c "import pyvhdi, dissect.hypervisor, pyfsntfs" 2>/dev/null; then
-    python3 -m pip install -q libvhdi-python dissect.hypervisor libfsntfs-python
+# Independent VHDX, VHD and VMDK readers for scripts/crosscheck_writer.py.
+if ! python3 -c "import pyvhdi, pyvmdk, dissect.hypervisor, pyfsntfs" 2>/dev/null; then
+    python3 -m pip install -q libvhdi-python libvmdk-python dissect.hypervisor libfsntfs-python
 fi

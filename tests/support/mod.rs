@@ -8,4 +8,5 @@ pub mod model;
 pub mod vhd_writer;
 pub mod vhdx_writer;
 pub mod vmcx_writer;
+pub mod vmdk_writer;
 pub mod vmware_config;
