@@ -23,7 +23,7 @@ use crate::{Error, Result};
 #[command(
     name = "ckptfs",
     version,
-    about = "Browse every state of a checkpoint tree (Hyper-V VHDX/AVHDX, VHD/AVHD) or of a VMware VM's snapshots, read-only"
+    about = "Browse every state of a checkpoint tree (Hyper-V VHDX/AVHDX, VHD/AVHD, VMware VMDK) or of a whole VMware or Hyper-V VM, read-only"
 )]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
@@ -37,9 +37,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Facts about one disk file, as its format records them (VHDX: type, sizes, GUIDs,
-    /// log, parent locator, blocks; VHD: footer, dynamic header, locators, blocks), or
-    /// about a Hyper-V configuration file (.vmcx, .VMRS: the VM's name, ids, generation,
-    /// version and drives).
+    /// log, parent locator, blocks; VHD: footer, dynamic header, locators, blocks; VMDK:
+    /// descriptor, extents, headers), or about a Hyper-V configuration file (.vmcx,
+    /// .VMRS, 2012 R2 .xml: the VM's name, ids, generation, version and drives).
     Info {
         /// The disk file or Hyper-V configuration file.
         file: PathBuf,
@@ -112,8 +112,9 @@ pub enum Command {
 /// Any file of a checkpoint tree, and where else to look for its relatives.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Any disk file of the tree (VHDX/AVHDX, VHD/AVHD), recognised by its content; or
-    /// a VM: its configuration (VMware .vmx or .vmsd) or its folder.
+    /// Any disk file of the tree (VHDX/AVHDX, VHD/AVHD, a VMDK descriptor), recognised
+    /// by its content; or a VM: its configuration (VMware .vmx or .vmsd, Hyper-V .vmcx
+    /// or .xml) or its folder.
     pub image: PathBuf,
     /// The VM to open from a folder that holds several (its name or its configuration
     /// file's name).
