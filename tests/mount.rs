@@ -1272,3 +1272,37 @@ fn ntfs_and_fat_volumes_read_the_same_through_every_reply_path() {
         }
     }
 }
+
+#[test]
+fn umount_waits_briefly_for_files_just_closed_and_then_says_busy() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new(Spec {
+        states: 1,
+        big_files: false,
+    });
+    let name = &fx.names()[0];
+    let m = CkptMount::background(fx.image(), &[]);
+    let file = m.path().join(name).join(EXT_DIR).join("dir/random.bin");
+
+    // Held open throughout: busy, in one line naming the way out; still mounted.
+    let open = File::open(&file).unwrap();
+    let out = ckptfs(["umount".as_ref(), m.path().as_os_str()]).failed();
+    assert!(
+        out.stderr.contains("busy") && out.stderr.contains("--lazy"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(is_mounted(m.path()));
+
+    // Closed a moment after umount starts (a copy finishing): the mount ends.
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(open);
+    });
+    ckptfs(["umount".as_ref(), m.path().as_os_str()]).ok();
+    closer.join().unwrap();
+    assert!(!is_mounted(m.path()));
+}

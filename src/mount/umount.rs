@@ -21,10 +21,20 @@ pub fn umount(path: &Path, lazy: bool) -> Result<()> {
     let c = std::ffi::CString::new(entry.mount_point.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::Usage(format!("{}: path contains a NUL byte", path.display())))?;
     let flags = if lazy { libc::MNT_DETACH } else { 0 };
-    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
-        return Ok(());
+    // A file closed just before (a `cp` that just ended, a process still exiting, a
+    // child forked while it was open) can keep the mount busy for a moment: try again
+    // for up to two seconds before calling it busy.
+    let mut e = std::io::Error::from_raw_os_error(libc::EBUSY);
+    for attempt in 0..BUSY_RETRIES {
+        if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+            return Ok(());
+        }
+        e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBUSY) || attempt + 1 == BUSY_RETRIES {
+            break;
+        }
+        std::thread::sleep(BUSY_PAUSE);
     }
-    let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
         // Only root may unmount directly; the setuid helper lets the user who mounted.
         Some(libc::EPERM) => fusermount(&entry.mount_point, lazy),
@@ -36,6 +46,10 @@ pub fn umount(path: &Path, lazy: bool) -> Result<()> {
         }),
     }
 }
+
+/// How often, and how far apart, a busy mount is tried again.
+const BUSY_RETRIES: u32 = 20;
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn busy(path: &Path) -> Error {
     Error::Usage(format!(
