@@ -1,7 +1,82 @@
-//! Little-endian field access for on-disk structures. Callers check the slice length
-//! against the structure size first; these helpers index directly.
+//! Field access for on-disk structures: [`Fields`], checked reads of either byte order
+//! for the formats that parse guest-controlled bytes field by field (VHD, VMDK); and
+//! the older direct little-endian helpers below, whose callers check the slice length
+//! against the structure size first.
 
 use uuid::Uuid;
+
+/// A field read past the end of a structure's bytes: the structure is cut short (a
+/// truncated file). Each format's error type converts it into its own `Truncated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    pub structure: &'static str,
+    /// Where the structure starts in the file.
+    pub offset: u64,
+    /// How far into the structure the read reached.
+    pub len: u64,
+    /// Where the bytes given end, counted in the file.
+    pub file_len: u64,
+}
+
+/// The bytes of one structure, with where they were read from (for messages): every
+/// field read is checked, so a short structure is a [`Truncated`] error, never a panic.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub bytes: &'a [u8],
+    pub structure: &'static str,
+    pub offset: u64,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(bytes: &'a [u8], structure: &'static str, offset: u64) -> Self {
+        Fields {
+            bytes,
+            structure,
+            offset,
+        }
+    }
+
+    /// `N` bytes at `at`.
+    pub fn array<const N: usize>(&self, at: usize) -> Result<[u8; N], Truncated> {
+        at.checked_add(N)
+            .and_then(|end| self.bytes.get(at..end))
+            .and_then(|s| <[u8; N]>::try_from(s).ok())
+            .ok_or(Truncated {
+                structure: self.structure,
+                offset: self.offset,
+                len: (at as u64).saturating_add(N as u64),
+                file_len: self.offset.saturating_add(self.bytes.len() as u64),
+            })
+    }
+
+    pub fn u8(&self, at: usize) -> Result<u8, Truncated> {
+        Ok(self.array::<1>(at)?[0])
+    }
+
+    pub fn le16(&self, at: usize) -> Result<u16, Truncated> {
+        Ok(u16::from_le_bytes(self.array(at)?))
+    }
+
+    pub fn le32(&self, at: usize) -> Result<u32, Truncated> {
+        Ok(u32::from_le_bytes(self.array(at)?))
+    }
+
+    pub fn le64(&self, at: usize) -> Result<u64, Truncated> {
+        Ok(u64::from_le_bytes(self.array(at)?))
+    }
+
+    pub fn be16(&self, at: usize) -> Result<u16, Truncated> {
+        Ok(u16::from_be_bytes(self.array(at)?))
+    }
+
+    pub fn be32(&self, at: usize) -> Result<u32, Truncated> {
+        Ok(u32::from_be_bytes(self.array(at)?))
+    }
+
+    pub fn be64(&self, at: usize) -> Result<u64, Truncated> {
+        Ok(u64::from_be_bytes(self.array(at)?))
+    }
+}
 
 pub fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::fields::Fields;
+use super::fields::{Fields, VhdFields};
 use super::parent_locator::LocatorEntry;
 use super::VhdError;
 
@@ -51,13 +51,13 @@ pub fn parse_dynamic_header(b: &[u8], offset: u64) -> Result<DynamicHeader, VhdE
     let b = &b[..HEADER_SIZE];
     let f = Fields::new(b, S, offset);
     f.check_cookie_and_checksum(COOKIE, CHECKSUM_AT)?;
-    let version = f.u32(24)?;
+    let version = f.be32(24)?;
     if version >> 16 != 1 {
         return Err(VhdError::Unsupported(format!(
             "dynamic header at offset {offset:#x}: header version {version:#010x} (only 1.x is read)"
         )));
     }
-    let block_size = f.u32(32)?;
+    let block_size = f.be32(32)?;
     if block_size < MIN_BLOCK_SIZE || !block_size.is_power_of_two() {
         return Err(VhdError::corrupt(
             S,
@@ -73,21 +73,21 @@ pub fn parse_dynamic_header(b: &[u8], offset: u64) -> Result<DynamicHeader, VhdE
             index,
             entry_offset: offset.saturating_add(at as u64),
             code: f.array(at)?,
-            data_space: f.u32(at + 4)?,
-            data_length: f.u32(at + 8)?,
-            data_offset: f.u64(at + 16)?,
+            data_space: f.be32(at + 4)?,
+            data_length: f.be32(at + 8)?,
+            data_offset: f.be64(at + 16)?,
         });
     }
     Ok(DynamicHeader {
         offset,
-        data_offset: f.u64(8)?,
-        table_offset: f.u64(16)?,
+        data_offset: f.be64(8)?,
+        table_offset: f.be64(16)?,
         version,
-        max_table_entries: f.u32(28)?,
+        max_table_entries: f.be32(28)?,
         block_size,
-        checksum: f.u32(CHECKSUM_AT)?,
+        checksum: f.be32(CHECKSUM_AT)?,
         parent_unique_id: f.uuid(40)?,
-        parent_time_stamp: f.u32(56)?,
+        parent_time_stamp: f.be32(56)?,
         parent_name: utf16be_until_nul(&name),
         locators,
     })

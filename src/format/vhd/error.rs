@@ -62,3 +62,14 @@ impl VhdError {
         }
     }
 }
+
+impl From<crate::bytes::Truncated> for VhdError {
+    fn from(t: crate::bytes::Truncated) -> Self {
+        VhdError::Truncated {
+            structure: t.structure,
+            offset: t.offset,
+            len: t.len,
+            file_len: t.file_len,
+        }
+    }
+}

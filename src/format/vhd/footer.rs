@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use super::fields::{code_text, Fields};
+use super::fields::{code_text, Fields, VhdFields};
 use super::VhdError;
 
 pub const FOOTER_SIZE: usize = 512;
@@ -120,13 +120,13 @@ pub fn parse_footer(b: &[u8], offset: u64) -> Result<Footer, VhdError> {
     let b = &b[..b.len().min(FOOTER_SIZE)];
     let f = Fields::new(b, S, offset);
     f.check_cookie_and_checksum(COOKIE, CHECKSUM_AT)?;
-    let version = f.u32(12)?;
+    let version = f.be32(12)?;
     if version >> 16 != 1 {
         return Err(VhdError::Unsupported(format!(
             "footer at offset {offset:#x}: format version {version:#010x} (only 1.x is read)"
         )));
     }
-    let disk_type = match f.u32(60)? {
+    let disk_type = match f.be32(60)? {
         2 => DiskType::Fixed,
         3 => DiskType::Dynamic,
         4 => DiskType::Differencing,
@@ -139,22 +139,22 @@ pub fn parse_footer(b: &[u8], offset: u64) -> Result<Footer, VhdError> {
         }
     };
     Ok(Footer {
-        features: f.u32(8)?,
+        features: f.be32(8)?,
         version,
-        data_offset: f.u64(16)?,
-        time_stamp: f.u32(24)?,
+        data_offset: f.be64(16)?,
+        time_stamp: f.be32(24)?,
         creator_app: f.array(28)?,
-        creator_version: f.u32(32)?,
+        creator_version: f.be32(32)?,
         creator_host: f.array(36)?,
-        original_size: f.u64(40)?,
-        current_size: f.u64(48)?,
+        original_size: f.be64(40)?,
+        current_size: f.be64(48)?,
         geometry: Geometry {
-            cylinders: f.u16(56)?,
+            cylinders: f.be16(56)?,
             heads: f.u8(58)?,
             sectors_per_track: f.u8(59)?,
         },
         disk_type,
-        checksum: f.u32(CHECKSUM_AT)?,
+        checksum: f.be32(CHECKSUM_AT)?,
         unique_id: f.uuid(68)?,
         saved_state: f.u8(84)?,
     })

@@ -45,13 +45,13 @@ pub fn parse_header(b: &[u8], file_len: u64) -> Result<CowdHeader, VmdkError> {
         return Err(VmdkError::corrupt(S, 0, "magic is not \"COWD\""));
     }
     let h = CowdHeader {
-        version: f.u32(4)?,
-        flags: f.u32(8)?,
-        capacity: u64::from(f.u32(12)?),
-        grain_size: u64::from(f.u32(16)?),
-        gd_offset: u64::from(f.u32(20)?),
-        gd_entries: u64::from(f.u32(24)?),
-        free_sector: f.u32(28)?,
+        version: f.le32(4)?,
+        flags: f.le32(8)?,
+        capacity: u64::from(f.le32(12)?),
+        grain_size: u64::from(f.le32(16)?),
+        gd_offset: u64::from(f.le32(20)?),
+        gd_entries: u64::from(f.le32(24)?),
+        free_sector: f.le32(28)?,
     };
     let bad = |reason: String| Err(VmdkError::corrupt(S, 0, reason));
     if h.version != 1 {

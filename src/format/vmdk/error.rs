@@ -85,3 +85,14 @@ impl VmdkError {
         }
     }
 }
+
+impl From<crate::bytes::Truncated> for VmdkError {
+    fn from(t: crate::bytes::Truncated) -> Self {
+        VmdkError::Truncated {
+            structure: t.structure,
+            offset: t.offset,
+            len: t.len,
+            file_len: t.file_len,
+        }
+    }
+}

@@ -1,53 +1,11 @@
-//! Checked little-endian reads, shared by the VMDK structures: a field read past the
-//! bytes given is a truncation error naming the structure, never a panic.
+//! Checked reads for the VMDK structures: fields through [`crate::bytes::Fields`]
+//! (`le32`, `le64`, ...; a truncation converts into [`VmdkError::Truncated`]), and
+//! reads of whole structures from the file, all inside it.
+
+pub use crate::bytes::Fields;
 
 use super::VmdkError;
 use crate::io::ImageFile;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Fields<'a> {
-    pub bytes: &'a [u8],
-    pub structure: &'static str,
-    pub offset: u64,
-}
-
-impl<'a> Fields<'a> {
-    pub fn new(bytes: &'a [u8], structure: &'static str, offset: u64) -> Self {
-        Fields {
-            bytes,
-            structure,
-            offset,
-        }
-    }
-
-    pub fn array<const N: usize>(&self, at: usize) -> Result<[u8; N], VmdkError> {
-        at.checked_add(N)
-            .and_then(|end| self.bytes.get(at..end))
-            .and_then(|s| <[u8; N]>::try_from(s).ok())
-            .ok_or(VmdkError::Truncated {
-                structure: self.structure,
-                offset: self.offset,
-                len: (at as u64).saturating_add(N as u64),
-                file_len: self.offset.saturating_add(self.bytes.len() as u64),
-            })
-    }
-
-    pub fn u8(&self, at: usize) -> Result<u8, VmdkError> {
-        Ok(self.array::<1>(at)?[0])
-    }
-
-    pub fn u16(&self, at: usize) -> Result<u16, VmdkError> {
-        Ok(u16::from_le_bytes(self.array(at)?))
-    }
-
-    pub fn u32(&self, at: usize) -> Result<u32, VmdkError> {
-        Ok(u32::from_le_bytes(self.array(at)?))
-    }
-
-    pub fn u64(&self, at: usize) -> Result<u64, VmdkError> {
-        Ok(u64::from_le_bytes(self.array(at)?))
-    }
-}
 
 /// Read `len` bytes at `offset` of `file`, all inside it, else a truncation error
 /// naming `structure`.

@@ -65,41 +65,41 @@ pub fn parse_const(b: &[u8]) -> Result<ConstHeader, VmdkError> {
     const S: &str = "SESparse const header";
     let f = Fields::new(b, S, 0);
     let bad = |reason: String| Err(VmdkError::corrupt(S, 0, reason));
-    let magic = f.u64(0)?;
+    let magic = f.le64(0)?;
     if magic != CONST_MAGIC {
         return bad(format!("magic is {magic:#018x}, not {CONST_MAGIC:#018x}"));
     }
-    let version = f.u64(8)?;
+    let version = f.le64(8)?;
     if version != VERSION {
         return Err(VmdkError::Unsupported(format!(
             "SESparse version {version:#018x} (ckptfs reads {VERSION:#018x})"
         )));
     }
-    let grain = f.u64(24)?;
-    let gt = f.u64(32)?;
+    let grain = f.le64(24)?;
+    let gt = f.le64(32)?;
     if grain != GRAIN_SIZE || gt != GT_SECTORS {
         return Err(VmdkError::Unsupported(format!(
             "SESparse grain size {grain} and grain table size {gt} sectors (ckptfs reads {GRAIN_SIZE} and {GT_SECTORS})"
         )));
     }
-    let flags = f.u64(40)?;
-    if flags != 0 || (0..4).any(|i| f.u64(48 + 8 * i).is_ok_and(|v| v != 0)) {
+    let flags = f.le64(40)?;
+    if flags != 0 || (0..4).any(|i| f.le64(48 + 8 * i).is_ok_and(|v| v != 0)) {
         return Err(VmdkError::Unsupported(format!(
             "SESparse flags {flags:#x} or reserved fields set"
         )));
     }
     let h = ConstHeader {
-        capacity: f.u64(16)?,
-        volatile_offset: f.u64(80)?,
-        journal_header_offset: f.u64(96)?,
-        journal_offset: f.u64(112)?,
-        journal_size: f.u64(120)?,
-        gd_offset: f.u64(128)?,
-        gd_size: f.u64(136)?,
-        gt_offset: f.u64(144)?,
-        gt_size: f.u64(152)?,
-        grains_offset: f.u64(192)?,
-        grains_size: f.u64(200)?,
+        capacity: f.le64(16)?,
+        volatile_offset: f.le64(80)?,
+        journal_header_offset: f.le64(96)?,
+        journal_offset: f.le64(112)?,
+        journal_size: f.le64(120)?,
+        gd_offset: f.le64(128)?,
+        gd_size: f.le64(136)?,
+        gt_offset: f.le64(144)?,
+        gt_size: f.le64(152)?,
+        grains_offset: f.le64(192)?,
+        grains_size: f.le64(200)?,
     };
     for (what, v) in [
         ("capacity", h.capacity),
@@ -126,7 +126,7 @@ pub fn parse_const(b: &[u8]) -> Result<ConstHeader, VmdkError> {
 pub fn parse_volatile(b: &[u8], offset: u64) -> Result<VolatileHeader, VmdkError> {
     const S: &str = "SESparse volatile header";
     let f = Fields::new(b, S, offset);
-    let magic = f.u64(0)?;
+    let magic = f.le64(0)?;
     if magic != VOLATILE_MAGIC {
         return Err(VmdkError::corrupt(
             S,
@@ -135,9 +135,9 @@ pub fn parse_volatile(b: &[u8], offset: u64) -> Result<VolatileHeader, VmdkError
         ));
     }
     Ok(VolatileHeader {
-        free_gt_number: f.u64(8)?,
-        next_txn_seq_number: f.u64(16)?,
-        replay_journal: f.u64(24)?,
+        free_gt_number: f.le64(8)?,
+        next_txn_seq_number: f.le64(16)?,
+        replay_journal: f.le64(24)?,
     })
 }
 

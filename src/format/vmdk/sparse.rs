@@ -113,18 +113,18 @@ pub fn parse_header(b: &[u8], offset: u64) -> Result<SparseHeader, VmdkError> {
     }
     let h = SparseHeader {
         offset,
-        version: f.u32(4)?,
-        flags: f.u32(8)?,
-        capacity: f.u64(12)?,
-        grain_size: f.u64(20)?,
-        descriptor_offset: f.u64(28)?,
-        descriptor_size: f.u64(36)?,
-        num_gtes_per_gt: f.u32(44)?,
-        rgd_offset: f.u64(48)?,
-        gd_offset: f.u64(56)?,
-        overhead: f.u64(64)?,
+        version: f.le32(4)?,
+        flags: f.le32(8)?,
+        capacity: f.le64(12)?,
+        grain_size: f.le64(20)?,
+        descriptor_offset: f.le64(28)?,
+        descriptor_size: f.le64(36)?,
+        num_gtes_per_gt: f.le32(44)?,
+        rgd_offset: f.le64(48)?,
+        gd_offset: f.le64(56)?,
+        overhead: f.le64(64)?,
         unclean_shutdown: f.u8(72)? != 0,
-        compress_algorithm: f.u16(77)?,
+        compress_algorithm: f.le16(77)?,
     };
     let bad = |reason: String| Err(VmdkError::corrupt(S, offset, reason));
     if !(1..=3).contains(&h.version) {
@@ -186,14 +186,14 @@ pub fn read_headers(file: &ImageFile) -> Result<(SparseHeader, SparseHeader), Vm
     })?;
     let b = read_vec(file, at, 1536, S)?;
     let m = Fields::new(&b, "footer marker", at);
-    if m.u32(8)? != 0 || m.u32(12)? != MARKER_FOOTER {
+    if m.le32(8)? != 0 || m.le32(12)? != MARKER_FOOTER {
         return Err(VmdkError::corrupt(
             "footer marker",
             at,
             format!(
                 "the header's grain directory is at the end, but this is no footer marker (size {}, type {})",
-                m.u32(8)?,
-                m.u32(12)?
+                m.le32(8)?,
+                m.le32(12)?
             ),
         ));
     }
@@ -334,8 +334,8 @@ pub fn inflate_grain(file: &ImageFile, h: &SparseHeader, grain: u64, sector: u64
     let data = if h.markers() {
         let m = read_vec(file, at, GRAIN_MARKER, "grain marker")?;
         let f = Fields::new(&m, "grain marker", at);
-        let lba = f.u64(0)?;
-        let size = u64::from(f.u32(8)?);
+        let lba = f.le64(0)?;
+        let size = u64::from(f.le32(8)?);
         if lba != grain * h.grain_size {
             return Err(bad(format!(
                 "its marker says guest sector {lba}, but the grain table has it for this grain"
