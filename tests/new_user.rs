@@ -49,10 +49,18 @@ fn cp_into_a_missing_parent_fails_as_cp_does() {
     let host_src = dir.path().join("host-src");
     std::fs::create_dir(&host_src).unwrap();
     let cp = Command::new("cp").arg("-r").arg(&host_src).arg(&dest).output().unwrap();
-    assert!(!cp.status.success() && !missing.exists(), "coreutils cp made {}", dest.display());
+    assert!(
+        !cp.status.success() && !missing.exists(),
+        "coreutils cp made {}",
+        dest.display()
+    );
 
     let out = ckptfs(["cp", "-r", image, "03_current/p3_Windows/Users", dest.to_str().unwrap()]).failed();
-    assert!(!missing.exists(), "ckptfs cp -r made the missing parents of {}", dest.display());
+    assert!(
+        !missing.exists(),
+        "ckptfs cp -r made the missing parents of {}",
+        dest.display()
+    );
     assert!(
         out.stderr.contains(dest.to_str().unwrap()) && out.stderr.contains("No such file or directory"),
         "{}",
@@ -67,8 +75,62 @@ fn cp_into_a_missing_parent_fails_as_cp_does() {
     // Into an existing directory still works, and so does merging into one.
     let ok_dest = dir.path().join("restored");
     for _ in 0..2 {
-        ckptfs(["cp", "-r", image, "03_current/p3_Windows/Users", ok_dest.to_str().unwrap()]).ok();
+        ckptfs([
+            "cp",
+            "-r",
+            image,
+            "03_current/p3_Windows/Users",
+            ok_dest.to_str().unwrap(),
+        ])
+        .ok();
         assert!(ok_dest.join("alice/Documents/report.docx").is_file());
     }
 }
 
+// --- one missing file, one message ---------------------------------------------------------------
+
+#[test]
+fn a_missing_file_is_the_same_one_line_from_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.vhdx");
+    let m = missing.to_str().unwrap();
+    let dest = dir.path().join("out");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let expected = format!("ckptfs: {m}: cannot open: No such file or directory\n");
+    for args in [
+        vec!["list", m],
+        vec!["list", "--json", m],
+        vec!["info", m],
+        vec!["info", "--json", m],
+        vec!["ls", m],
+        vec!["cat", m, "01_current/disk.img"],
+        vec!["cp", m, "01_current/disk.img", dest.to_str().unwrap()],
+        vec!["mount", m, mnt.to_str().unwrap()],
+    ] {
+        let out = ckptfs(&args).failed();
+        assert_eq!(out.stderr, expected, "ckptfs {}", args.join(" "));
+    }
+    // Other system errors read without Rust's "(os error N)".
+    let out = ckptfs(["info", dir.path().to_str().unwrap()]).failed();
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+    assert!(out.stderr.contains("Is a directory"), "{}", out.stderr);
+}
+
+#[test]
+fn a_failed_copy_is_one_line_whatever_failed() {
+    let Some((dir, image)) = demo() else { return };
+    let image = image.to_str().unwrap();
+    let doc = "03_current/p3_Windows/Users/alice/Documents/report.docx";
+    let nowhere = dir.path().join("no/such/dir/report.docx");
+    // A missing source in the tree, and a destination that cannot be made.
+    for (src, dest, r) in [
+        ("03_current/p3_Windows/nosuch", dir.path().join("x"), "-R"),
+        (doc, nowhere.clone(), "-R"),
+        ("03_current/p3_Windows/Users", nowhere, "-r"),
+    ] {
+        let out = ckptfs(["cp", r, image, src, dest.to_str().unwrap()]).failed();
+        assert_eq!(out.stderr.lines().count(), 1, "cp {src}: {}", out.stderr);
+        assert!(!out.stderr.contains("os error"), "{}", out.stderr);
+    }
+}

@@ -3,7 +3,8 @@
 //! kept, symlinks recreated as symlinks, holes left as holes. Permission bits are kept,
 //! plus write permission for the owner, so that restored copies can be edited (NTFS and
 //! FAT files show as read-only). Ownership is not changed. A file that cannot be read
-//! is reported and skipped; the copy goes on and fails at the end.
+//! is reported on one line and skipped; the copy goes on and exits 1 at the end,
+//! without a summary line (as `cp` does).
 //!
 //! Extended attributes in the `user.` namespace, which on NTFS are the alternate data
 //! streams (`user.Zone.Identifier`), are copied as `cp -a` copies them, to files and
@@ -317,12 +318,9 @@ impl<'v> Copier<'v> {
                 self.xattrs_unsupported
             );
         }
+        // Each failure has had its line; as with cp, no summary adds a second one.
         if self.failed > 0 {
-            return Err(Error::Usage(format!(
-                "{} of {} items could not be copied",
-                self.failed,
-                self.failed + self.copied
-            )));
+            return Err(Error::Reported(self.failed));
         }
         Ok(())
     }
