@@ -87,6 +87,64 @@ fn cp_into_a_missing_parent_fails_as_cp_does() {
     }
 }
 
+// --- help -------------------------------------------------------------------------------------
+
+/// The options of `ckptfs ARGS -h` without a description.
+fn options_without_help(args: &[&str]) -> Vec<String> {
+    let out = ckptfs(args.iter().copied().chain(["-h"])).ok().stdout_str();
+    let section = &out[out.find("Options:").unwrap()..];
+    section
+        .lines()
+        .skip(1)
+        .filter(|l| l.trim_start().starts_with('-'))
+        .filter(|l| {
+            // `  -x, --long <V>   description`: the flag column, then two spaces or more.
+            let t = l.trim_start();
+            t.split_once("  ").is_none_or(|(_, d)| d.trim().is_empty())
+        })
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn every_option_of_every_command_has_a_description() {
+    for cmd in [
+        &[][..],
+        &["info"],
+        &["list"],
+        &["ls"],
+        &["cat"],
+        &["cp"],
+        &["mount"],
+        &["umount"],
+    ] {
+        let bare = options_without_help(cmd);
+        assert!(
+            bare.is_empty(),
+            "ckptfs {} -h: no description for {bare:?}",
+            cmd.join(" ")
+        );
+    }
+}
+
+#[test]
+fn mount_help_names_every_mount_option_it_accepts() {
+    // The parser's own list, from its refusal of an unknown option.
+    let out = ckptfs(["mount", "-o", "surely_unknown", "/nonexistent.vhdx", "/nonexistent"]).failed();
+    let known = out.stderr.split("ckptfs knows ").nth(1).expect(&out.stderr);
+    let known: Vec<&str> = known.trim().trim_end_matches(')').split(", ").collect();
+    assert!(known.len() >= 5, "{known:?}");
+    let help = ckptfs(["mount", "--help"]).ok().stdout_str();
+    let o_help = &help[help.find("-o <OPTIONS>").unwrap()..];
+    let o_help = &o_help[..o_help.find("\n\n").unwrap_or(o_help.len())];
+    for option in known {
+        assert!(
+            o_help.contains(option),
+            "mount --help does not list -o {option}:\n{o_help}"
+        );
+    }
+}
+
 // --- one missing file, one message ---------------------------------------------------------------
 
 #[test]

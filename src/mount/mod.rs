@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use fuse::CkptFs;
-pub use options::{parse_size, MountOptions};
+pub use options::{parse_size, MountOptions, HELP as OPTIONS_HELP};
 pub use umount::umount;
 
 use crate::vfs::Vfs;
