@@ -87,6 +87,80 @@ fn cp_into_a_missing_parent_fails_as_cp_does() {
     }
 }
 
+// --- mounting on a ckptfs mount ----------------------------------------------------------
+
+/// A mount made in a test, ended even if the test fails.
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        for _ in 0..3 {
+            let _ = Command::new(bin()).args(["umount", "-z"]).arg(&self.0).output();
+        }
+    }
+}
+
+fn ckptfs_mounts_at(path: &Path) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == path.to_str() && l.contains(" - fuse.ckptfs "))
+        .count()
+}
+
+/// The processes whose command line is `ckptfs mount ... MOUNTPOINT` (as given).
+fn mount_processes(mountpoint: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        if args.first() == Some(&bin().as_bytes())
+            && args.get(1) == Some(&b"mount".as_slice())
+            && args.last() == Some(&mountpoint.to_str().unwrap().as_bytes())
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn mounting_on_a_ckptfs_mount_is_refused_naming_its_process() {
+    if !can_fuse_mount() {
+        return;
+    }
+    let Some((dir, image)) = demo() else { return };
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let _guard = MountGuard(mnt.clone());
+    ckptfs(["mount".as_ref(), image.as_os_str(), mnt.as_os_str()]).ok();
+    assert_eq!(ckptfs_mounts_at(&mnt), 1);
+    let pids = mount_processes(&mnt);
+    assert_eq!(pids.len(), 1, "one serving process: {pids:?}");
+
+    // Again, by the same path and by another spelling of it.
+    let relative = mnt.join("../mnt");
+    for path in [&mnt, &relative] {
+        let out = ckptfs(["mount".as_ref(), image.as_os_str(), path.as_os_str()]).failed();
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        let expected = format!("already mounted by ckptfs, pid {}", pids[0]);
+        assert!(out.stderr.contains(&expected), "want {expected:?}: {}", out.stderr);
+        assert_eq!(ckptfs_mounts_at(&mnt), 1, "a second mount was stacked");
+    }
+    // In the foreground too, before anything is opened.
+    let out = ckptfs(["mount".as_ref(), "-f".as_ref(), image.as_os_str(), mnt.as_os_str()]).failed();
+    assert!(out.stderr.contains("already mounted by ckptfs"), "{}", out.stderr);
+
+    ckptfs(["umount".as_ref(), mnt.as_os_str()]).ok();
+    assert_eq!(ckptfs_mounts_at(&mnt), 0);
+}
+
 // --- help -------------------------------------------------------------------------------------
 
 /// The options of `ckptfs ARGS -h` without a description.
