@@ -161,6 +161,54 @@ fn mounting_on_a_ckptfs_mount_is_refused_naming_its_process() {
     assert_eq!(ckptfs_mounts_at(&mnt), 0);
 }
 
+// --- skipped tests say so -------------------------------------------------------------------
+
+/// Run by `skips_are_visible_and_can_be_required` in a child process, with the samples
+/// folder pointed somewhere empty: it must skip, visibly.
+#[test]
+#[ignore = "run by skips_are_visible_and_can_be_required"]
+fn skip_probe() {
+    let Some(_) = util::samples_dir() else { return };
+    panic!("the samples folder was found where none is");
+}
+
+fn run_probe(envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", "skip_probe"])
+        .env("CKPTFS_SAMPLES_DIR", "/nonexistent/ckptfs-samples")
+        .env_remove("CKPTFS_REQUIRE_SAMPLES")
+        .env_remove("CKPTFS_SKIP_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn skips_are_visible_and_can_be_required() {
+    // Without --nocapture: a skip still shows in the test output.
+    let out = run_probe(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SKIPPED: skip_probe: /nonexistent/ckptfs-samples is absent"),
+        "no visible skip in: {stderr}"
+    );
+    // And is collected where a summary is wanted.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let out = run_probe(&[("CKPTFS_SKIP_LOG", log.path().to_str().unwrap())]);
+    assert!(out.status.success());
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logged.contains("skip_probe: /nonexistent/ckptfs-samples is absent"),
+        "{logged:?}"
+    );
+    // Required, it fails.
+    let out = run_probe(&[("CKPTFS_REQUIRE_SAMPLES", "1")]);
+    assert!(!out.status.success(), "a required samples folder that is absent passed");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CKPTFS_REQUIRE_SAMPLES"));
+}
+
 // --- help -------------------------------------------------------------------------------------
 
 /// The options of `ckptfs ARGS -h` without a description.

@@ -35,7 +35,7 @@ fn can_mount() -> bool {
         if std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_some() {
             panic!("ntfs-3g mounts need root and /dev/fuse (CKPTFS_REQUIRE_TOOLS is set)");
         }
-        eprintln!("skipped: ntfs-3g mounts need root and /dev/fuse");
+        util::skip("ntfs-3g mounts need root and /dev/fuse");
         return false;
     }
     true

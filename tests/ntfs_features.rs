@@ -70,7 +70,7 @@ fn can_run() -> bool {
     match missing {
         Some(why) if required => panic!("{why} (CKPTFS_REQUIRE_TOOLS is set)"),
         Some(why) => {
-            eprintln!("skipped: {why}");
+            util::skip(why);
             false
         }
         None => true,
