@@ -209,6 +209,32 @@ fn skips_are_visible_and_can_be_required() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("CKPTFS_REQUIRE_SAMPLES"));
 }
 
+// --- the demo builds visibly and the README says where the binary is ------------------------
+
+#[test]
+fn the_demo_shows_its_build_and_the_readme_says_how_to_install() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = std::fs::read_to_string(root.join("scripts/demo.sh")).unwrap();
+    let build: Vec<&str> = demo
+        .lines()
+        .filter(|l| l.trim_start().starts_with("cargo build"))
+        .collect();
+    assert_eq!(build.len(), 1, "{build:?}");
+    let words: Vec<&str> = build[0].split_whitespace().collect();
+    assert!(
+        !words
+            .iter()
+            .any(|w| *w == "--quiet" || *w == "-q" || w.starts_with('>')),
+        "the demo's build hides its progress: {}",
+        build[0]
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quick = &readme[readme.find("## Quick start").unwrap()..readme.find("## Commands").unwrap()];
+    for needed in ["target/release/ckptfs", "cargo install --path .", "/usr/local/bin"] {
+        assert!(quick.contains(needed), "Quick start does not say {needed:?}");
+    }
+}
+
 // --- help -------------------------------------------------------------------------------------
 
 /// The options of `ckptfs ARGS -h` without a description.
