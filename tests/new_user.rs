@@ -340,3 +340,79 @@ fn a_failed_copy_is_one_line_whatever_failed() {
         assert!(!out.stderr.contains("os error"), "{}", out.stderr);
     }
 }
+
+// --- directory facts ------------------------------------------------------------------------------
+
+/// `ckptfs ls -l IMAGE DIR` as (name → (links, size, mtime)).
+fn ls_l(image: &Path, dir: &str) -> std::collections::BTreeMap<String, (u64, u64, String)> {
+    let out = ckptfs(["ls", "-l", image.to_str().unwrap(), dir]).ok().stdout_str();
+    out.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = f[6..].join(" ");
+            (name, (f[1].parse().unwrap(), f[4].parse().unwrap(), f[5].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_fat_root_has_the_newest_time_its_entries_record() {
+    let Some((_dir, image)) = demo() else { return };
+    for ckpt in ["01_2026-11-20_101503", "03_current"] {
+        let volumes = ls_l(&image, ckpt);
+        let (_, _, root_time) = &volumes["p1_SYSTEM"];
+        assert_ne!(root_time, "1970-01-01T00:00:00Z", "{ckpt}/p1_SYSTEM");
+        // The root holds the label SYSTEM (mkfs.fat --invariant: 2015-03-14 09:26:52)
+        // and EFI, made 2026-11-19 09:00:02.
+        assert_eq!(root_time, "2026-11-19T09:00:02Z", "{ckpt}/p1_SYSTEM");
+        let entries = ls_l(&image, &format!("{ckpt}/p1_SYSTEM"));
+        assert!(entries.values().all(|(_, _, t)| t <= root_time), "{entries:?}");
+    }
+}
+
+#[test]
+fn ntfs_directories_have_the_size_and_links_ntfs_3g_shows() {
+    if !can_fuse_mount() || !have_tool("ntfs-3g") {
+        return;
+    }
+    let Some((dir, image)) = demo() else { return };
+    let ckpt = "03_current";
+    // The NTFS volume's bytes, for ntfs-3g.
+    let disk = ckptfs(["cat", image.to_str().unwrap(), &format!("{ckpt}/disk.img")])
+        .ok()
+        .stdout;
+    let raw = dir.path().join("p3.raw");
+    std::fs::write(&raw, &disk[(57 * MIB) as usize..(127 * MIB) as usize]).unwrap();
+    // posix_nlink: a directory's links are 2 + its subdirectories, as on ext4 (by
+    // default ntfs-3g says 1 for every directory).
+    let theirs = util::ntfs3g::Ntfs3g::new(&raw, &dir.path().join("ntfs-3g"), "ro,posix_nlink");
+
+    let mut dirs = vec![String::new()];
+    let mut checked = 0;
+    while let Some(rel) = dirs.pop() {
+        let tree_path = if rel.is_empty() {
+            format!("{ckpt}/p3_Windows")
+        } else {
+            format!("{ckpt}/p3_Windows/{rel}")
+        };
+        let host = theirs.path(&rel);
+        // The directory itself, as its parent's listing shows it.
+        let (parent, name) = tree_path.rsplit_once('/').unwrap();
+        let ours = &ls_l(&image, parent)[name];
+        let md = std::fs::metadata(&host).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (ours.0, ours.1),
+            (md.nlink(), md.size()),
+            "{tree_path}: links and size (ntfs-3g right)"
+        );
+        checked += 1;
+        for e in std::fs::read_dir(&host).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                dirs.push(if rel.is_empty() { n } else { format!("{rel}/{n}") });
+            }
+        }
+    }
+    assert!(checked >= 5, "{checked} directories");
+}
