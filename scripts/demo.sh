@@ -7,8 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-bin=$PWD/target/release/ckptfs
+# Cargo's own progress (a bar on a terminal, a line per crate otherwise): the first
+# build takes a couple of minutes.
+echo "Building ckptfs (cargo build --release; about two minutes the first time)..."
+cargo build --release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/ckptfs
+echo "Built $bin (cargo install --path . or a copy to /usr/local/bin puts it on PATH)"
 work=${CKPTFS_DEMO_DIR:-/tmp/ckptfs-demo}
 image=$work/image/Win11.vhdx
 mnt=$work/mnt

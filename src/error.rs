@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("{}: {what}: {}", path.display(), os_message(source))]
     Io {
         path: PathBuf,
         what: String,
@@ -116,6 +116,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A command that went on past failures, each already reported on its own line
+    /// (`cp`): it ends with exit status 1 and nothing more to say.
+    #[error("{0} items failed")]
+    Reported(u64),
+
     /// An error met while working on `path` of the virtual tree.
     #[error("{path}: {source}")]
     InPath {
@@ -130,6 +135,18 @@ pub enum Error {
     /// A guest filesystem is damaged or uses something this reader refuses.
     #[error("{fs}: {what}")]
     Filesystem { fs: &'static str, what: String },
+}
+
+/// A system error's message without the " (os error N)" Rust adds: the user reads
+/// `No such file or directory`, as from other tools.
+pub(crate) fn os_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map_or_else(|| text.clone(), str::to_string),
+        None => text,
+    }
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {
@@ -161,6 +178,24 @@ impl Error {
     pub(crate) fn vmdk(path: impl Into<PathBuf>, source: VmdkError) -> Self {
         Error::Vmdk {
             path: path.into(),
+            source,
+        }
+    }
+
+    /// A file the user named (an image, a configuration, a parent) that cannot be
+    /// opened or read: the same words whichever command met it, e.g.
+    /// `/vms/vm.vhdx: cannot open: No such file or directory`.
+    pub(crate) fn input(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let opening = matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ) || matches!(
+            source.raw_os_error(),
+            Some(libc::EISDIR | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG)
+        );
+        Error::Io {
+            path: path.into(),
+            what: if opening { "cannot open" } else { "cannot read" }.into(),
             source,
         }
     }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ckptfs::Error::Reported(_)) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("ckptfs: {e}");
             ExitCode::FAILURE

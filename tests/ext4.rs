@@ -52,7 +52,7 @@ fn can_mount() -> bool {
         if std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_some() {
             panic!("these tests loop-mount images and need root");
         }
-        eprintln!("skipped: loop mounts need root");
+        util::skip("loop mounts need root");
     }
     root
 }

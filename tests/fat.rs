@@ -379,13 +379,13 @@ fn matches_the_kernel() {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting needs root");
+        util::skip("mounting needs root");
         return;
     }
     if !kernel_has_vfat() {
         // Not a missing tool: a kernel built without FAT (as some CI kernels are). The
         // comparisons with 7-Zip and mtools above still run.
-        eprintln!("skipped: this kernel has no vfat");
+        util::skip("this kernel has no vfat");
         return;
     }
     for v in volumes() {

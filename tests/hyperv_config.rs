@@ -184,7 +184,7 @@ print(json.dumps({p: conv(HyperVFile(open(p, "rb")).as_dict()) for p in sys.argv
                 std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_none(),
                 "dissect.hypervisor is required (CKPTFS_REQUIRE_TOOLS is set) but not installed"
             );
-            eprintln!("skipped: dissect.hypervisor is not installed");
+            util::skip("dissect.hypervisor is not installed");
             return None;
         }
         panic!("dissect failed: {err}");

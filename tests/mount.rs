@@ -68,7 +68,7 @@ fn can_mount() -> bool {
             panic!("{why} (CKPTFS_REQUIRE_TOOLS is set)")
         }
         Some(why) => {
-            eprintln!("skipped: {why}");
+            util::skip(why);
             false
         }
         None => true,

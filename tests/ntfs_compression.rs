@@ -39,7 +39,7 @@ fn require(what: &str) -> bool {
     if std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_some() {
         panic!("{what} (CKPTFS_REQUIRE_TOOLS is set)");
     }
-    eprintln!("skipped: {what}");
+    util::skip(what);
     false
 }
 

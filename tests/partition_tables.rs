@@ -436,7 +436,7 @@ impl Loop {
             if std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_some() {
                 panic!("losetup --sector-size 4096 failed (CKPTFS_REQUIRE_TOOLS is set): {why}");
             }
-            eprintln!("skipped: losetup failed (needs root and loop devices): {why}");
+            util::skip(format!("losetup failed (needs root and loop devices): {why}"));
             return None;
         }
         Some(Loop(String::from_utf8(out.stdout).unwrap().trim().to_string()))

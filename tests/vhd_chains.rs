@@ -562,7 +562,7 @@ fn every_state_reads_the_same_through_the_mount() {
     };
     if let Some(why) = why {
         assert!(std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_none(), "{why}");
-        eprintln!("skipped: {why}");
+        util::skip(why);
         return;
     }
     let dir = tempfile::tempdir().unwrap();

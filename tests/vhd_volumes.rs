@@ -28,7 +28,7 @@ fn can_run() -> bool {
     if ["tar", "qemu-img"].iter().all(|t| have_tool(t)) {
         return true;
     }
-    eprintln!("skipped: needs tar and qemu-img");
+    util::skip("needs tar and qemu-img");
     false
 }
 

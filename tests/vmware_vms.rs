@@ -35,7 +35,7 @@ fn can_run() -> bool {
     if have_tool("tar") {
         return true;
     }
-    eprintln!("skipped: needs tar");
+    util::skip("needs tar");
     false
 }
 
@@ -712,7 +712,7 @@ fn vmdk_vm(dir: &Path) -> Vec<VmdkState> {
 fn can_make_vmdk() -> bool {
     for tool in ["qemu-img", "qemu-io", "mkfs.ext4", "debugfs"] {
         if !have_tool(tool) {
-            eprintln!("skipped: needs {tool}");
+            util::skip(format!("needs {tool}"));
             return false;
         }
     }

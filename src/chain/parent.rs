@@ -29,11 +29,7 @@ impl FileCache {
 
 /// Canonical absolute path of an existing file.
 pub fn canonical(path: &Path) -> Result<PathBuf> {
-    std::fs::canonicalize(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        what: "cannot resolve path".into(),
-        source,
-    })
+    std::fs::canonicalize(path).map_err(|source| Error::input(path, source))
 }
 
 /// The paths where a child's parent may be, most trusted first: each hint in the

@@ -3,7 +3,8 @@
 //! kept, symlinks recreated as symlinks, holes left as holes. Permission bits are kept,
 //! plus write permission for the owner, so that restored copies can be edited (NTFS and
 //! FAT files show as read-only). Ownership is not changed. A file that cannot be read
-//! is reported and skipped; the copy goes on and fails at the end.
+//! is reported on one line and skipped; the copy goes on and exits 1 at the end,
+//! without a summary line (as `cp` does).
 //!
 //! Extended attributes in the `user.` namespace, which on NTFS are the alternate data
 //! streams (`user.Zone.Identifier`), are copied as `cp -a` copies them, to files and
@@ -232,7 +233,12 @@ impl<'v> Copier<'v> {
     }
 
     fn copy_dir(&mut self, ino: Ino, src: &str, dest: &Path, attr: &Attr) -> Result<()> {
-        std::fs::create_dir_all(dest).map_err(|e| local(dest, "cannot create directory", e))?;
+        // As `cp -r`: the directory itself is made (or an existing one merged into), its
+        // parents never; a missing parent is an error, not a `mkdir -p`.
+        match std::fs::create_dir(dest) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
+            r => r.map_err(|e| local(dest, "cannot create directory", e))?,
+        }
         let entries = self.vfs.readdir(ino).map_err(|e| in_path(src, e))?;
         for e in entries {
             let child_src = format!("{}/{}", src.trim_end_matches('/'), e.name.to_string_lossy());
@@ -312,12 +318,9 @@ impl<'v> Copier<'v> {
                 self.xattrs_unsupported
             );
         }
+        // Each failure has had its line; as with cp, no summary adds a second one.
         if self.failed > 0 {
-            return Err(Error::Usage(format!(
-                "{} of {} items could not be copied",
-                self.failed,
-                self.failed + self.copied
-            )));
+            return Err(Error::Reported(self.failed));
         }
         Ok(())
     }

@@ -45,11 +45,7 @@ pub fn run(file: &Path, json: bool, keys: bool) -> Result<()> {
 
 /// Enough of the file to see a container's second header.
 fn head(path: &Path) -> Result<Vec<u8>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        what: "cannot read it".into(),
-        source,
-    };
+    let io = |source| Error::input(path, source);
     let mut b = Vec::new();
     std::fs::File::open(path)
         .map_err(io)?
@@ -79,11 +75,7 @@ fn read_config(path: &Path) -> Result<ConfigFile> {
             .into(),
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        what: "cannot read it".into(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::input(path, source))?;
     let bad = |source: crate::vm::ConfigError| Error::VmConfig {
         path: path.to_path_buf(),
         source,

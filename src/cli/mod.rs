@@ -43,6 +43,8 @@ pub enum Command {
     Info {
         /// The disk file or Hyper-V configuration file.
         file: PathBuf,
+        /// Print the facts as one JSON object (with "format": "vhdx", "vhd", "vmdk",
+        /// "hyperv-config" or "hyperv-xml").
         #[arg(long)]
         json: bool,
         /// For a Hyper-V configuration file: every key and value, as a tree.
@@ -53,6 +55,8 @@ pub enum Command {
     List {
         #[command(flatten)]
         image: ImageArgs,
+        /// Print the tree as JSON: checkpoints with their files, parents, times and
+        /// volumes (the form README "list --json" describes, for scripts).
         #[arg(long)]
         json: bool,
     },

@@ -20,9 +20,8 @@ pub struct MountArgs {
     /// Stay in the foreground and log to the terminal; Ctrl-C unmounts.
     #[arg(short, long)]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, allow_root, default_permissions,
-    /// fsname=NAME, noexec; ro is implied.
-    #[arg(short = 'o', value_name = "OPTIONS")]
+    /// Mount options, comma-separated (every one `-o` accepts; see `options::HELP`).
+    #[arg(short = 'o', value_name = "OPTIONS", help = mount::OPTIONS_HELP)]
     pub options: Vec<String>,
     /// Memory for each checkpoint's map of which file holds each disk block
     /// (e.g. 64M); larger helps random reads over very large disks.

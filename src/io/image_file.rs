@@ -17,22 +17,10 @@ pub struct ImageFile {
 impl ImageFile {
     /// Open `path` read-only.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            what: "cannot open".into(),
-            source,
-        })?;
-        let meta = file.metadata().map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            what: "cannot stat".into(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| Error::input(path, source))?;
+        let meta = file.metadata().map_err(|source| Error::input(path, source))?;
         if meta.is_dir() {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                what: "cannot open".into(),
-                source: std::io::Error::from_raw_os_error(libc::EISDIR),
-            });
+            return Err(Error::input(path, std::io::Error::from_raw_os_error(libc::EISDIR)));
         }
         Ok(ImageFile {
             path: path.to_path_buf(),

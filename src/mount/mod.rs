@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use fuse::CkptFs;
-pub use options::{parse_size, MountOptions};
+pub use options::{parse_size, MountOptions, HELP as OPTIONS_HELP};
 pub use umount::umount;
 
 use crate::vfs::Vfs;
@@ -49,7 +49,10 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
         source,
     })?;
     match std::fs::metadata(&canonical) {
-        Ok(md) if md.is_dir() => Ok(canonical),
+        Ok(md) if md.is_dir() => {
+            refuse_ckptfs_mount(mountpoint, &canonical)?;
+            Ok(canonical)
+        }
         Ok(_) => Err(Error::NotADirectory(mountpoint.display().to_string())),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(Error::Usage(format!(
             "{0}: a mount whose process died is still there ({e}); `ckptfs umount {0}` removes it",
@@ -61,6 +64,28 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<PathBuf> {
             source,
         }),
     }
+}
+
+/// Refuse a directory that already has a ckptfs mount on it: mounting again would stack
+/// a second server over the first, and one umount would end both. (Other filesystems
+/// may be mounted over, as with any FUSE tool.)
+fn refuse_ckptfs_mount(mountpoint: &Path, canonical: &Path) -> Result<()> {
+    let Some(entry) = mountinfo::find(canonical) else {
+        return Ok(());
+    };
+    if entry.fs_type != format!("fuse.{}", options::SUBTYPE) {
+        return Ok(());
+    }
+    let by = match mountinfo::server_pid(canonical) {
+        Some(pid) => format!("pid {pid}"),
+        None => "its process not found".into(),
+    };
+    Err(Error::Usage(format!(
+        "{}: already mounted by ckptfs, {by} (serving {}); `ckptfs umount {}` ends it",
+        mountpoint.display(),
+        entry.source,
+        mountpoint.display()
+    )))
 }
 
 /// Mount `vfs` (the tree of `image`) on `mountpoint` and serve it until unmounted. In
@@ -86,6 +111,9 @@ pub fn mount(vfs: Vfs, image: &Path, mountpoint: &Path, settings: &Settings) -> 
         .log_file
         .as_ref()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    // Held open by the serving process for as long as it serves: the directory under
+    // the mount, by which `mountinfo::server_pid` finds the process (see there).
+    let _anchor = mountinfo::anchor(&mountpoint)?;
     let config = settings.options.config(image, settings.threads);
     let fs = CkptFs::new(
         Arc::new(vfs),

@@ -20,6 +20,63 @@ pub fn find(path: &Path) -> Option<MountEntry> {
     parse(&text).into_iter().rev().find(|m| m.mount_point == path)
 }
 
+/// Open the directory `mountpoint` (before mounting on it, so the directory under the
+/// mount) for the serving process to hold while it serves. An `O_PATH` descriptor
+/// reads nothing and keeps nothing busy that the mount itself does not.
+pub fn anchor(mountpoint: &Path) -> crate::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(mountpoint)
+        .map_err(|source| crate::Error::Io {
+            path: mountpoint.into(),
+            what: "cannot open the mount point".into(),
+            source,
+        })
+}
+
+/// The process serving the ckptfs mount at `mountpoint` (canonical): a `ckptfs mount`
+/// process (`mount` among its arguments) that holds the directory under the mount open
+/// (see [`anchor`]); failing that, for a server that holds none (an older ckptfs), one
+/// whose last argument is `mountpoint` itself. Processes of other users are visible to
+/// root only, which is also who could see their mounts' files.
+pub fn server_pid(mountpoint: &Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let me = std::process::id();
+    let mut by_argument = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+        if !args.iter().skip(1).any(|a| *a == b"mount") {
+            continue;
+        }
+        let holds_it = std::fs::read_dir(entry.path().join("fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == mountpoint))
+        });
+        if holds_it {
+            return Some(pid);
+        }
+        if by_argument.is_none()
+            && args
+                .last()
+                .is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == mountpoint)
+        {
+            by_argument = Some(pid);
+        }
+    }
+    by_argument
+}
+
 /// Every mount, in mount order (so later entries are on top).
 pub fn parse(text: &[u8]) -> Vec<MountEntry> {
     text.split(|&b| b == b'\n').filter_map(parse_line).collect()

@@ -13,6 +13,13 @@ pub const SUBTYPE: &str = "ckptfs";
 const KNOWN: &str =
     "ro, allow_other, allow_root, default_permissions, direct_io, nosplice, fsname=NAME, noexec, nosuid, nodev, noatime";
 
+/// `mount --help` for `-o`: every option in KNOWN (a test keeps the two in step).
+pub const HELP: &str = "Mount options, comma-separated: allow_other (other users may read the mount), \
+allow_root (root may too), default_permissions (the kernel checks the guest's owners and modes), \
+direct_io (reads of guest files bypass the page cache), nosplice (read replies are copied, never \
+spliced), fsname=NAME (the source `mount` and `df` show; the image path by default), noexec; \
+ro, nosuid, nodev and noatime are always in force and accepted";
+
 /// What the user asked for with `-o`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MountOptions {
@@ -149,6 +156,18 @@ mod tests {
         assert!(!parse(&["ro"]).unwrap().direct_io);
         assert!(parse(&["nosplice"]).unwrap().nosplice);
         assert_eq!(parse(&[]).unwrap(), MountOptions::default());
+    }
+
+    #[test]
+    fn the_help_names_every_option_the_parser_knows() {
+        for opt in KNOWN.split(", ") {
+            assert!(HELP.contains(opt), "-o {opt} is not in the help");
+            let example = opt.replace("NAME", "x");
+            assert!(
+                parse(&[example.as_str()]).is_ok(),
+                "-o {opt} is in the help but refused"
+            );
+        }
     }
 
     #[test]

@@ -91,11 +91,7 @@ fn config_in_folder(dir: &Path, choice: &Choice) -> Result<Config> {
 
 /// The first bytes of `path`.
 pub(super) fn sniff(path: &Path) -> Result<Vec<u8>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        what: "cannot read it".into(),
-        source,
-    };
+    let io = |source| Error::input(path, source);
     let mut head = Vec::new();
     std::fs::File::open(path)
         .map_err(io)?
@@ -108,11 +104,7 @@ pub(super) fn sniff(path: &Path) -> Result<Vec<u8>> {
 /// The whole of a configuration file, refusing one too large to be one.
 pub(super) fn read_whole(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let len = std::fs::metadata(path)
-        .map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            what: "cannot read it".into(),
-            source,
-        })?
+        .map_err(|source| Error::input(path, source))?
         .len();
     if len > limit {
         return Err(Error::VmConfig {
@@ -122,11 +114,7 @@ pub(super) fn read_whole(path: &Path, limit: u64) -> Result<Vec<u8>> {
             )),
         });
     }
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        what: "cannot read it".into(),
-        source,
-    })
+    std::fs::read(path).map_err(|source| Error::input(path, source))
 }
 
 /// Where a file a configuration names is: as written if it exists (relative to the

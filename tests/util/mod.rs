@@ -76,7 +76,7 @@ pub fn have_tool(tool: &str) -> bool {
         if std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_some() {
             panic!("{tool} is required (CKPTFS_REQUIRE_TOOLS is set) but not installed");
         }
-        eprintln!("skipped: {tool} is not installed");
+        skip(format!("{tool} is not installed"));
     }
     found
 }
@@ -94,7 +94,7 @@ pub fn can_fuse_mount() -> bool {
     match why {
         Some(why) => {
             assert!(std::env::var_os("CKPTFS_REQUIRE_TOOLS").is_none(), "{why}");
-            eprintln!("skipped: {why}");
+            skip(why);
             false
         }
         None => true,
@@ -110,15 +110,47 @@ pub fn run(cmd: &str, args: &[&str]) {
     );
 }
 
-/// `../shared/samples`, the real-product images, if this checkout has them.
-pub fn samples_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
+/// Say that the running test skips (it then passes without checking anything), so that
+/// the skip is seen: a line `SKIPPED: <test>: <reason>` on the real stderr, which
+/// libtest does not capture (cargo test shows it even for a passing test; nextest
+/// shows it with `--success-output immediate`), and the same line without the prefix
+/// appended to the file `CKPTFS_SKIP_LOG` names, if set (scripts/test.sh sets it and
+/// prints the skips at the end).
+pub fn skip(reason: impl AsRef<str>) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("(a test)")
+        .to_string();
+    let line = format!("{test}: {}\n", reason.as_ref());
+    // Not eprintln!, which the test harness captures.
+    let _ = std::io::stderr().write_all(format!("SKIPPED: {line}").as_bytes());
+    if let Some(log) = std::env::var_os("CKPTFS_SKIP_LOG") {
+        // One write per line: appends from parallel tests do not interleave.
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
+}
+
+/// `../shared/samples`, the real-product images, if this checkout has them
+/// (`CKPTFS_SAMPLES_DIR` names another place). Absent, the test skips visibly (see
+/// [`skip`]), or fails if `CKPTFS_REQUIRE_SAMPLES` is set. `CKPTFS_REQUIRE_TOOLS`
+/// (which CI sets) does not require them: they are not part of a clean checkout.
+pub fn samples_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CKPTFS_SAMPLES_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var_os("CKPTFS_REQUIRE_SAMPLES").is_some() {
+        panic!("{} is absent (CKPTFS_REQUIRE_SAMPLES is set)", dir.display());
+    }
+    skip(format!("{} is absent", dir.display()));
+    None
 }
 
 /// Decompress a gzip sample into `dir`.

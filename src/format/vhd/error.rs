@@ -44,7 +44,10 @@ pub enum VhdError {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
-    #[error("read of {len:#x} bytes at offset {offset:#x} failed: {source}")]
+    #[error(
+        "read of {len:#x} bytes at offset {offset:#x} failed: {}",
+        crate::error::os_message(source)
+    )]
     Io {
         offset: u64,
         len: u64,

@@ -60,7 +60,10 @@ pub enum VmdkError {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
-    #[error("read of {len:#x} bytes at offset {offset:#x} failed: {source}")]
+    #[error(
+        "read of {len:#x} bytes at offset {offset:#x} failed: {}",
+        crate::error::os_message(source)
+    )]
     Io {
         offset: u64,
         len: u64,

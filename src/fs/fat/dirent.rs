@@ -47,6 +47,9 @@ pub(super) struct RawDir {
     pub entries: Vec<RawEntry>,
     /// The first volume-label entry's name (meaningful in the root directory).
     pub label: Option<[u8; 11]>,
+    /// That entry's modification (date, time): when the volume was formatted or
+    /// labelled.
+    pub label_modified: Option<(u16, u16)>,
 }
 
 /// Parse directory bytes; `pos(i)` is the volume offset of byte `i`.
@@ -62,7 +65,10 @@ pub(super) fn parse(bytes: &[u8], fat32: bool, pos: impl Fn(usize) -> u64) -> Ra
         }
         let name: [u8; 11] = e[..11].try_into().unwrap();
         if attr & ATTR_VOLUME != 0 {
-            dir.label.get_or_insert(name);
+            if dir.label.is_none() {
+                dir.label = Some(name);
+                dir.label_modified = Some((le_u16(e, 24), le_u16(e, 22)));
+            }
             continue;
         }
         let hi = if fat32 { u32::from(le_u16(e, 20)) } else { 0 };

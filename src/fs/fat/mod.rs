@@ -217,7 +217,7 @@ pub fn open(volume: Volume, time_zone: FatTimeZone) -> Result<FatFs> {
             format!("fatfs reads this volume as {}", fatfs_kind.name()),
         ));
     }
-    let root_attr = Attr {
+    let mut root_attr = Attr {
         node: ROOT,
         kind: FileKind::Dir,
         size: 0,
@@ -227,17 +227,18 @@ pub fn open(volume: Volume, time_zone: FatTimeZone) -> Result<FatFs> {
         gid: 0,
         nlink: 2,
         rdev: 0,
-        // The root has no directory entry, hence no times; the kernel shows the epoch.
+        // The root has no directory entry, hence no times of its own (the kernel shows
+        // the epoch); set below from the entries it holds.
         atime: UNIX_EPOCH,
         mtime: UNIX_EPOCH,
         ctime: UNIX_EPOCH,
         crtime: None,
     };
-    let root = Node {
+    let mut root = Node {
         path: String::new(),
         parent: ROOT,
         entry: None,
-        attr: root_attr,
+        attr: root_attr.clone(),
         dir: OnceLock::new(),
     };
     let mut fs = FatFs {
@@ -261,11 +262,36 @@ pub fn open(volume: Volume, time_zone: FatTimeZone) -> Result<FatFs> {
         .as_ref()
         .and_then(dirent::label_text)
         .or_else(|| fs.geo.bpb_label.as_ref().and_then(dirent::label_text));
+    if let Some(t) = root_time(&raw, fs.zone) {
+        (root_attr.atime, root_attr.mtime, root_attr.ctime) = (t, t, t);
+        root.attr = root_attr;
+    }
     fs.nodes
         .get_mut()
         .unwrap_or_else(|p| p.into_inner())
         .insert(ROOT, Arc::new(root));
     Ok(fs)
+}
+
+/// The root directory's time, which FAT does not record: the newest time written in it,
+/// of the volume label entry (when the volume was formatted or labelled) and of each
+/// entry's creation and modification (an entry made there changed the root). None for
+/// an empty root without a label, which then shows the epoch as the kernel's does.
+/// Unset (zero) dates are left out.
+fn root_time(raw: &dirent::RawDir, zone: FatTimeZone) -> Option<std::time::SystemTime> {
+    let label = raw.label_modified.map(|(date, time)| (date, time, 0));
+    let entries = raw.entries.iter().filter(|e| !e.is_dot()).flat_map(|e| {
+        [
+            (e.created_date, e.created_time, e.created_hundredths),
+            (e.modified_date, e.modified_time, 0),
+        ]
+    });
+    label
+        .into_iter()
+        .chain(entries)
+        .filter(|&(date, _, _)| date != 0)
+        .map(|(date, time, hundredths)| zone.instant(date, time, hundredths))
+        .max()
 }
 
 /// A valid, empty FSInfo sector to show `fatfs` in place of a damaged one.

@@ -9,9 +9,13 @@
 //!
 //! Choices, where NTFS and POSIX differ:
 //! - A node id is the file record number (root 5), so hard links share one.
-//! - `nlink` counts the Win32/POSIX `$FILE_NAME`s, not a DOS 8.3 alias (ntfs-3g shows the
-//!   header's link count, which includes a separately stored 8.3 name; ntfs3 counts as
-//!   here).
+//! - `nlink` counts the Win32/POSIX `$FILE_NAME`s, not a DOS 8.3 alias (ntfs-3g by
+//!   default shows the header's link count, which includes a separately stored 8.3
+//!   name; ntfs-3g -o posix_nlink and ntfs3 count as here). A directory's is 2 + its subdirectories, as on ext4 and as ntfs-3g shows
+//!   with `-o posix_nlink` (by default it says 1); junctions and directory symlinks
+//!   show as symlinks here and are not counted.
+//! - A directory's size is its `$I30` index allocation's, 0 for a small directory whose
+//!   index fits its record, as ntfs-3g and the kernel's ntfs3 show it.
 //! - Listings hide DOS-only names and the metadata files (records below 16: `$MFT` …
 //!   `$Extend`), as ntfs-3g does; `$RECYCLE.BIN`, "System Volume Information" and other
 //!   ordinary files stay.
@@ -332,6 +336,16 @@ impl GuestFs for NtfsFs {
             FileKind::Symlink => self.link(n).map_or(0, |t| t.len() as u64),
             _ => node.size,
         };
+        // A directory: 2 + its subdirectories, as ext4 and ntfs-3g -o posix_nlink count
+        // (`.` and each subdirectory's `..`), from its own listing (cached; the index
+        // alone, no child record except for reparse points). If the listing fails, 1, the
+        // "not counted" of ntfs-3g's default; the error comes when it is listed.
+        let nlink = match node.kind {
+            FileKind::Dir => self.read_dir(n).map_or(node.nlink, |entries| {
+                2 + entries.iter().filter(|e| e.kind == FileKind::Dir).count() as u32
+            }),
+            _ => node.nlink,
+        };
         Ok(Attr {
             node: n,
             kind: node.kind,
@@ -344,7 +358,7 @@ impl GuestFs for NtfsFs {
             },
             uid: 0,
             gid: 0,
-            nlink: node.nlink,
+            nlink,
             rdev: 0,
             atime: nt_time(node.accessed),
             mtime: nt_time(node.modified),
