@@ -549,7 +549,7 @@ fn many_extent_files_need_no_ulimit() {
         .unwrap();
     let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
     if hard != "unlimited" && hard.parse::<u64>().is_ok_and(|n| n < 512) {
-        eprintln!("skipped: the hard open-file limit is {hard}");
+        util::skip(format!("the hard open-file limit is {hard}"));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
