@@ -52,7 +52,7 @@ fn disk_tree(dir: &Path, stem: &str, seed: u8) -> DiskFiles {
         e.write(0, &fill(seed, 3 * MIB as usize));
     });
     let a = chain.child(
-        base.clone(),
+        base,
         &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000A.avhdx"),
         MIB as u32,
         |e| {
@@ -60,7 +60,7 @@ fn disk_tree(dir: &Path, stem: &str, seed: u8) -> DiskFiles {
         },
     );
     let b = chain.child(
-        base.clone(),
+        base,
         &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000B.avhdx"),
         MIB as u32,
         |e| {
@@ -68,7 +68,7 @@ fn disk_tree(dir: &Path, stem: &str, seed: u8) -> DiskFiles {
         },
     );
     let c = chain.child(
-        b.clone(),
+        b,
         &format!("{stem}_1A2B3C4D-0000-4000-8000-00000000000C.avhdx"),
         MIB as u32,
         |e| {
@@ -78,7 +78,7 @@ fn disk_tree(dir: &Path, stem: &str, seed: u8) -> DiskFiles {
     );
     let ids: [LayerId; 4] = [base, a, b, c];
     DiskFiles {
-        names: ids.clone().map(|id| chain.file_name(&id).to_string()),
+        names: ids.map(|id| chain.file_name(&id).to_string()),
         expected: ids.map(|id| chain.expected(&id).clone()),
     }
 }
