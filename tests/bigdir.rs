@@ -112,7 +112,15 @@ fn ext4_names_are_bytes_and_hard_links_share_a_number() {
     fs::File::create(&raw).unwrap().set_len(64 << 20).unwrap();
     run(
         "mkfs.ext4",
-        &["-q", "-F", "-L", "big", "-d", src.to_str().unwrap(), raw.to_str().unwrap()],
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "big",
+            "-d",
+            src.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
     );
     let image = to_vhdx(&raw);
 
@@ -123,7 +131,11 @@ fn ext4_names_are_bytes_and_hard_links_share_a_number() {
     let lower = lookup(&vfs, dir, "readme.txt").unwrap();
     assert_ne!(upper, lower);
     assert_eq!(lookup(&vfs, dir, "README.TXT"), None, "ext4 names are bytes");
-    assert_eq!(lookup(&vfs, dir, "link"), Some(upper), "a hard link has its file's number");
+    assert_eq!(
+        lookup(&vfs, dir, "link"),
+        Some(upper),
+        "a hard link has its file's number"
+    );
     assert_eq!(vfs.getattr(upper).unwrap().nlink, 2);
     let mut buf = [0u8; 16];
     let n = vfs.read(lookup(&vfs, dir, "link").unwrap(), 0, &mut buf).unwrap();
@@ -194,7 +206,11 @@ fn ntfs_names_match_without_regard_to_case() {
     let readme = lookup(&vfs, dir, "Readme.TXT").unwrap();
     assert_eq!(lookup(&vfs, dir, "README.txt"), Some(readme));
     assert_eq!(lookup(&vfs, dir, "readme.txt"), Some(readme));
-    assert_eq!(lookup(&vfs, dir, "OTHER NAME"), Some(readme), "a hard link has its file's number");
+    assert_eq!(
+        lookup(&vfs, dir, "OTHER NAME"),
+        Some(readme),
+        "a hard link has its file's number"
+    );
     assert_eq!(lookup(&vfs, dir, "Readme"), None);
     // The metadata files are not names of the root.
     assert_eq!(lookup(&vfs, in_volume(&vfs, ""), "$MFT"), None);
@@ -214,7 +230,15 @@ fn mount_keeps_numbers_across_lookups_and_forgets() {
     fs::File::create(&raw).unwrap().set_len(64 << 20).unwrap();
     run(
         "mkfs.ext4",
-        &["-q", "-F", "-L", "big", "-d", src.to_str().unwrap(), raw.to_str().unwrap()],
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "big",
+            "-d",
+            src.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
     );
     let image = to_vhdx(&raw);
     let mnt = tmp.path().join("mnt");
@@ -231,7 +255,9 @@ fn mount_keeps_numbers_across_lookups_and_forgets() {
     let dir = checkpoint.join("volume_big/big");
 
     let inos = |names: &mut dyn Iterator<Item = String>| -> Vec<u64> {
-        names.map(|n| fs::symlink_metadata(dir.join(&n)).unwrap().ino()).collect()
+        names
+            .map(|n| fs::symlink_metadata(dir.join(&n)).unwrap().ino())
+            .collect()
     };
     let first = inos(&mut (1..=N).map(|i| i.to_string()));
     let again = inos(&mut (1..=N).map(|i| i.to_string()));

@@ -364,10 +364,9 @@ impl GuestFs for Ext4Fs {
     fn attr(&self, node: NodeId) -> Result<Attr> {
         self.attrs.get_or_try_insert(node, || {
             let inode = Self::inode(node)?;
-            let md = self.pool.with(|fs| {
-                fs.inode_metadata(inode)
-                    .map_err(|e| ext4_err(self.describe(node), e))
-            })?;
+            let md = self
+                .pool
+                .with(|fs| fs.inode_metadata(inode).map_err(|e| ext4_err(self.describe(node), e)))?;
             Ok(attr_of(node, &md))
         })
     }
@@ -379,9 +378,7 @@ impl GuestFs for Ext4Fs {
         let inode = Self::inode(dir)?;
         // Listing reads each entry's inode too, so stat after readdir costs nothing.
         let listed: Vec<(DirEntry, Attr)> = self.pool.with(|fs| {
-            let entries = fs
-                .read_dir_inode(inode)
-                .map_err(|e| ext4_err(self.describe(dir), e))?;
+            let entries = fs.read_dir_inode(inode).map_err(|e| ext4_err(self.describe(dir), e))?;
             let mut out = Vec::new();
             for entry in entries {
                 let entry = entry.map_err(|e| ext4_err(self.describe(dir), e))?;

@@ -157,7 +157,9 @@ impl Vfs {
             Some(n @ Node::Root) => Ok(n),
             Some(n @ Node::Checkpoint(ci)) if ci < l.checkpoints.len() => Ok(n),
             Some(n @ Node::Disk(slot)) if l.disk_level && slot < l.slots.len() => Ok(n),
-            Some(n @ (Node::DiskImage(slot) | Node::Volume(slot, _) | Node::Guest(slot, ..))) if slot < l.slots.len() => {
+            Some(n @ (Node::DiskImage(slot) | Node::Volume(slot, _) | Node::Guest(slot, ..)))
+                if slot < l.slots.len() =>
+            {
                 Ok(n)
             }
             _ => Err(Error::NotFound(format!("node {ino}"))),
@@ -232,7 +234,10 @@ impl Vfs {
     fn guest_ref(&self, slot: usize, vi: usize) -> Result<&Arc<dyn GuestFs>> {
         let volumes = self.volumes_ref(self.state_of(slot)?)?;
         let Some(volume) = volumes.entries.get(vi) else {
-            return Err(Error::NotFound(format!("{}: volume {vi}", self.layout.slots[slot].label)));
+            return Err(Error::NotFound(format!(
+                "{}: volume {vi}",
+                self.layout.slots[slot].label
+            )));
         };
         match &volume.content {
             Content::Filesystem { fs, .. } => Ok(fs),

@@ -93,7 +93,13 @@ impl NameIndex {
             }
             let e = &self.entries[idx as usize - 1];
             // Without folding, the key is the name itself: compare in place.
-            if t == tag && (if self.fold { name_key(&e.name, true) == key } else { e.name == name }) {
+            if t == tag
+                && (if self.fold {
+                    name_key(&e.name, true) == key
+                } else {
+                    e.name == name
+                })
+            {
                 return Some(e);
             }
             pos = (pos + 1) & mask;
@@ -147,7 +153,11 @@ mod tests {
         assert_eq!(node(&ix, "README.txt", &h), Some(100));
         assert_eq!(node(&ix, "readme.txt", &h), Some(100));
         assert_eq!(node(&ix, "CAFÉ", &h), Some(101));
-        assert_eq!(node(&ix, "x", &h), Some(103), "as the HashMap it replaces: the last one");
+        assert_eq!(
+            node(&ix, "x", &h),
+            Some(103),
+            "as the HashMap it replaces: the last one"
+        );
         assert_eq!(node(&ix, "X", &h), Some(103));
         assert_eq!(node(&ix, "readme", &h), None);
     }
