@@ -6,7 +6,7 @@
 #   sudo scripts/bench.sh --bigdir [--quick]             (the same, from the main benchmark)
 #   MANY=1000000 sudo scripts/bench_bigdir.sh            (memory over a volume of that many files)
 #
-# Fixtures, built once into CACHE_DIR: one volume each of ext4 (mkfs.ext4 -d), NTFS
+# Fixtures, built once into CACHE_DIR: one volume each of ext4 (filled by the kernel), NTFS
 # (mkntfs, filled through ntfs-3g) and FAT32 (mkfs.fat, filled with mcopy), each with
 # directories d<N> of N empty files named 1..N, stored as a one-state VHDX
 # (examples/chain_from_raws). The ext4 volume also holds 16 files of 32 MiB for the
@@ -83,12 +83,17 @@ if [ "$(cat "$cache/ready" 2>/dev/null)" != "$fixture_version" ]; then
     for n in "${all_sizes[@]}"; do make_files "$src/d$n" "$n"; done
     mkdir -p "$src/big"
     for i in $(seq 1 16); do head -c 32M /dev/urandom > "$src/big/f$i"; done
-    # ext4: the kernel's own layout, htree directories.
+    # ext4: filled by the kernel, as a guest would leave it: htree directories. (Not
+    # mkfs.ext4 -d, whose inserts scan the directory: hours at 100,000 names.)
     truncate -s 1G "$cache/ext4.raw"
-    mkfs.ext4 -q -F -L bigdir -N 200000 -d "$src" "$cache/ext4.raw"
+    mkfs.ext4 -q -F -L bigdir -N 200000 "$cache/ext4.raw"
+    mkdir -p "$work/mnt_build"
+    mount -o loop "$cache/ext4.raw" "$work/mnt_build"
+    cp -a "$src"/. "$work/mnt_build/"
+    umount "$work/mnt_build"
     # NTFS: filled through ntfs-3g, as Windows would leave it: B-tree indexes.
     truncate -s 512M "$cache/ntfs.raw"
-    mkntfs -q -F -Q -L bigdir "$cache/ntfs.raw"
+    mkntfs -q -F -Q -L bigdir "$cache/ntfs.raw" 2> /dev/null
     mkdir -p "$work/mnt_build"
     ntfs-3g "$cache/ntfs.raw" "$work/mnt_build"
     for n in "${all_sizes[@]}"; do echo "  ntfs: $n files" >&2; make_files "$work/mnt_build/d$n" "$n"; done
@@ -109,6 +114,10 @@ if [ "$(cat "$cache/ready" 2>/dev/null)" != "$fixture_version" ]; then
 fi
 if [ "$many" -gt 0 ] && [ "$(cat "$cache/many.ready" 2>/dev/null)" != "$many" ]; then
     echo "building a volume of $many files (once)..." >&2
+    truncate -s $(( many / 1000 * 8 + 256 ))M "$cache/many.raw"
+    mkfs.ext4 -q -F -L many -N $((many + many / 1000 + 1000)) "$cache/many.raw"
+    mkdir -p "$work/mnt_build"
+    mount -o loop "$cache/many.raw" "$work/mnt_build"
     python3 -c '
 import os, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -117,10 +126,8 @@ for i in range(n):
     if i % 1000 == 0:
         os.makedirs(d)
     open(os.path.join(d, str(i)), "wb").close()
-' "$work/many" "$many"
-    truncate -s $(( (many / 1000 + 64) * 4 ))M "$cache/many.raw"
-    mkfs.ext4 -q -F -L many -N $((many + many / 1000 + 1000)) -d "$work/many" "$cache/many.raw"
-    rm -rf "$work/many"
+' "$work/mnt_build" "$many"
+    umount "$work/mnt_build"
     wrap "$cache/many.raw" many
     echo "$many" > "$cache/many.ready"
 fi
