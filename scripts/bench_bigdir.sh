@@ -224,8 +224,16 @@ if [ "$many" -gt 0 ]; then
     echo "find + stat over $many files..." >&2
     cold
     "$bin" mount "$cache/many/many.vhdx" "$mnt"
-    t=$(timed find "$mnt" -printf '%s\n')
-    many_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$(ck_pid)/status")
+    pid=$(ck_pid)
+    # The daemon's RSS every 2 s along the walk: flat once the caches are full.
+    (while [ -e "/proc/$pid/status" ]; do
+        awk '/VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null; sleep 2
+    done) > "$work/rss" &
+    sampler=$!
+    many_time=$(timed find "$mnt" -printf '%s\n')
+    many_files=$(find "$mnt" -type f | wc -l)
+    many_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+    kill "$sampler" 2>/dev/null || true
     "$bin" umount "$mnt"
 fi
 
@@ -271,7 +279,11 @@ cores=$(nproc)
 printf '%-50s %8.0f MiB/s\n' "one cat of a 32 MiB file (best of $rounds)" "$single_best"
 printf '%-50s %8.0f MiB/s\n' "16 cats of 16 files at once (median of $rounds)" "$parallel_med"
 printf '%-50s %8d MiB\n' "daemon peak RSS over these mounts" $((peak_kib / 1024))
-[ -n "$many_rss" ] && printf '%-50s %8d MiB\n' "daemon peak RSS, find + stat of $many files" $((many_rss / 1024))
+if [ -n "$many_rss" ]; then
+    printf '%-50s %8.1f s\n' "find + stat of $many_files files (fresh mount)" "$many_time"
+    printf '%-50s %8d MiB\n' "daemon peak RSS over that walk" $((many_rss / 1024))
+    printf 'daemon RSS every 2 s along the walk, MiB: %s\n' "$(cat "$work/rss")"
+fi
 
 check() { # label, value, comparison, target
     local ok; ok=$(echo "$2 $3 $4" | bc -l)
