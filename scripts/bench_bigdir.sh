@@ -142,14 +142,18 @@ peak_kib=0
 ck_mount() { # fixture name [options]: mounts it, sets $vol to its volume directory
     "$bin" mount "${@:2}" "$cache/$1/$1.vhdx" "$mnt"
     vol=$(echo "$mnt"/*/volume_*)
-    [ -d "$vol" ] || vol=$(echo "$mnt"/*/volume)
+    [ -d "$vol" ] || { echo "bench_bigdir.sh: no volume under $mnt after mounting $1: $(ls "$mnt" 2>&1)" >&2; exit 1; }
 }
 ck_pid() { pgrep -n -f "^$bin mount"; }
 ck_umount() {
-    local hwm
-    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$(ck_pid)/status")
+    local hwm pid i
+    pid=$(ck_pid)
+    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
     [ "$hwm" -gt "$peak_kib" ] && peak_kib=$hwm
     "$bin" umount "$mnt"
+    # Wait for the daemon to be gone: one still exiting has been seen to take the
+    # next mount on the same directory down with it.
+    for i in $(seq 200); do [ -e "/proc/$pid" ] || break; sleep 0.05; done
 }
 k_mount() { # fs name: the kernel's (ext4) or ntfs-3g's (NTFS) mount, $vol its root
     case $1 in
@@ -242,7 +246,7 @@ if [ "$many" -gt 0 ]; then
     many_files=$(find "$mnt" -type f | wc -l)
     many_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
     kill "$sampler" 2>/dev/null || true
-    "$bin" umount "$mnt"
+    ck_umount
 fi
 
 # ---------------------------------------------------------------- report

@@ -34,10 +34,11 @@ const MAGIC: u16 = 0xEF53;
 
 /// Bounds of the caches, per filesystem. Attributes: about 150 bytes each, so 36 MiB
 /// at most, and a listed directory of up to that many entries is stat'ed from memory.
-/// Listings: by count and by about 56 bytes an entry plus its name.
+/// Listings: by count and by about 56 bytes an entry plus its name (32 MiB: a walk of
+/// millions of files keeps the most recent half million or so entries).
 const CACHED_ATTRS: usize = 1 << 18;
 const CACHED_DIRS: usize = 4096;
-const CACHED_DIR_BYTES: usize = 64 << 20;
+const CACHED_DIR_BYTES: usize = 32 << 20;
 const CACHED_RUN_MAPS: usize = 1024;
 
 /// Does `superblock` (the 1024 bytes at offset 1024) look like ext2/3/4?
