@@ -45,8 +45,8 @@ pub type Ino = u64;
 pub const ROOT: Ino = 1;
 
 /// Directories whose name index is kept, for lookups in large directories, and the
-/// bytes they may hold together (about 70 bytes an entry: a 900,000-entry directory
-/// fits; a larger one is listed again for each lookup).
+/// bytes they may hold together (about 70 bytes an entry: an 800,000-entry directory
+/// fits; a larger one is listed again for each lookup: the limit of this design).
 const CACHED_NAME_INDEXES: usize = 1024;
 const NAME_INDEX_BYTES: usize = 64 << 20;
 
