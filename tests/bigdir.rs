@@ -142,6 +142,11 @@ fn ext4_names_are_bytes_and_hard_links_share_a_number() {
     assert_eq!(&buf[..n], b"upper");
     let sub = vfs.lookup(dir, OsStr::new("sub")).unwrap();
     assert_eq!(sub.kind, FileKind::Dir);
+    // A file is no directory to look in (ENOTDIR, not an I/O error).
+    assert!(matches!(
+        vfs.lookup(upper, OsStr::new("x")),
+        Err(Error::NotADirectory(_))
+    ));
 
     // Numbers are computed, not handed out in order: a fresh tree gives the same ones.
     let again = open(&image);

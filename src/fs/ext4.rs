@@ -376,6 +376,12 @@ impl GuestFs for Ext4Fs {
         if let Some(d) = self.dirs.get(&dir) {
             return Ok(d);
         }
+        // Paths are not followed through links here (the kernel follows them in the
+        // mount), as on NTFS.
+        let kind = self.attr(dir)?.kind;
+        if kind != FileKind::Dir {
+            return Err(Error::NotADirectory(format!("ext4 {} ({kind:?})", self.describe(dir))));
+        }
         let inode = Self::inode(dir)?;
         // Listing reads each entry's inode too, so stat after readdir costs nothing.
         let listed: Vec<(DirEntry, Attr)> = self.pool.with(|fs| {
