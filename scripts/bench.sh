@@ -4,6 +4,7 @@
 #
 #   sudo scripts/bench.sh [CACHE_DIR]      (default ~/.cache/ckptfs-bench)
 #   ROUNDS=9 sudo scripts/bench.sh         (rounds of alternating readers; default 7)
+#   sudo scripts/bench.sh --bigdir [--quick]   (huge directories instead: scripts/bench_bigdir.sh)
 #
 # The fixture, built once and kept in CACHE_DIR: a 2 GiB ext4 disk (no partition table)
 # holding a 1 GiB file of random bytes (big.bin) and 20,000 small files (small/), stored
@@ -27,6 +28,10 @@
 # capability, not a median that mixes the two modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --bigdir ]; then
+    shift
+    exec scripts/bench_bigdir.sh "$@"
+fi
 
 cache=${1:-${CKPTFS_BENCH_CACHE:-$HOME/.cache/ckptfs-bench}}
 rounds=${ROUNDS:-${RUNS:-7}}

@@ -10,12 +10,14 @@
 //!   the patch: extents with journal replay applied, unwritten extents as holes),
 //!   mapped once per file, cached, and read straight from the volume in large pieces
 //!   from any thread.
+//! - Nodes are reached by inode number (`Ext4::inode_metadata`, `read_dir_inode`, …,
+//!   from the patch), never by path: no table of paths that grows with every node seen
+//!   (a walk over millions of files), and no path walk per `stat`.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStringExt;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ext4_view::{Ext4, Ext4Error, Ext4Read, FileType, Metadata};
@@ -30,9 +32,13 @@ const SUPERBLOCK_OFFSET: u64 = 1024;
 const SUPERBLOCK_SIZE: usize = 1024;
 const MAGIC: u16 = 0xEF53;
 
-/// Bounds of the caches, per filesystem.
-const CACHED_ATTRS: usize = 65536;
+/// Bounds of the caches, per filesystem. Attributes: about 150 bytes each, so 36 MiB
+/// at most, and a listed directory of up to that many entries is stat'ed from memory.
+/// Listings: by count and by about 56 bytes an entry plus its name (32 MiB: a walk of
+/// millions of files keeps the most recent half million or so entries).
+const CACHED_ATTRS: usize = 1 << 18;
 const CACHED_DIRS: usize = 4096;
+const CACHED_DIR_BYTES: usize = 32 << 20;
 const CACHED_RUN_MAPS: usize = 1024;
 
 /// Does `superblock` (the 1024 bytes at offset 1024) look like ext2/3/4?
@@ -196,9 +202,6 @@ pub struct Ext4Fs {
     volume: Volume,
     sb: Superblock,
     pool: Pool,
-    /// A path for every node seen, for ext4-view's path-based calls; a hard-linked
-    /// node keeps the first path it was seen under.
-    paths: RwLock<HashMap<NodeId, Vec<u8>>>,
     attrs: Cache<NodeId, Attr>,
     dirs: Cache<NodeId, Arc<[DirEntry]>>,
     runs: Cache<NodeId, Arc<[BlockRun]>>,
@@ -214,9 +217,8 @@ pub fn open(volume: Volume) -> Result<Ext4Fs> {
         pool: Pool::new(volume.clone(), first),
         volume,
         sb,
-        paths: RwLock::new(HashMap::from([(ROOT_INODE, b"/".to_vec())])),
         attrs: Cache::new(CACHED_ATTRS),
-        dirs: Cache::new(CACHED_DIRS),
+        dirs: Cache::weighted(CACHED_DIRS, CACHED_DIR_BYTES),
         runs: Cache::new(CACHED_RUN_MAPS),
     })
 }
@@ -262,20 +264,16 @@ fn attr_of(node: NodeId, md: &Metadata) -> Attr {
 }
 
 impl Ext4Fs {
-    fn path_of(&self, node: NodeId) -> Result<Vec<u8>> {
-        self.paths
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&node)
-            .cloned()
+    /// The inode number of `node`, for ext4-view.
+    fn inode(node: NodeId) -> Result<u32> {
+        u32::try_from(node)
+            .ok()
+            .filter(|&n| n != 0)
             .ok_or_else(|| Error::NotFound(format!("ext4 inode {node}")))
     }
 
     fn describe(&self, node: NodeId) -> String {
-        match self.path_of(node) {
-            Ok(p) => format!("inode {node} ({})", String::from_utf8_lossy(&p)),
-            Err(_) => format!("inode {node}"),
-        }
+        format!("inode {node}")
     }
 
     /// Walk up to `len` bytes of regular file `node` from `offset` as spans of the
@@ -329,9 +327,9 @@ impl Ext4Fs {
     /// The file's block runs, mapped once and cached.
     fn block_runs(&self, node: NodeId) -> Result<Arc<[BlockRun]>> {
         self.runs.get_or_try_insert(node, || {
-            let path = self.path_of(node)?;
+            let inode = Self::inode(node)?;
             let runs: Vec<BlockRun> = self.pool.with(|fs| {
-                let file = fs.open(path.as_slice()).map_err(|e| ext4_err(self.describe(node), e))?;
+                let file = fs.open_inode(inode).map_err(|e| ext4_err(self.describe(node), e))?;
                 let runs = file.block_runs().map_err(|e| ext4_err(self.describe(node), e))?;
                 Ok(runs
                     .into_iter()
@@ -366,11 +364,10 @@ impl GuestFs for Ext4Fs {
 
     fn attr(&self, node: NodeId) -> Result<Attr> {
         self.attrs.get_or_try_insert(node, || {
-            let path = self.path_of(node)?;
-            let md = self.pool.with(|fs| {
-                fs.symlink_metadata(path.as_slice())
-                    .map_err(|e| ext4_err(self.describe(node), e))
-            })?;
+            let inode = Self::inode(node)?;
+            let md = self
+                .pool
+                .with(|fs| fs.inode_metadata(inode).map_err(|e| ext4_err(self.describe(node), e)))?;
             Ok(attr_of(node, &md))
         })
     }
@@ -379,53 +376,61 @@ impl GuestFs for Ext4Fs {
         if let Some(d) = self.dirs.get(&dir) {
             return Ok(d);
         }
-        let path = self.path_of(dir)?;
+        // Paths are not followed through links here (the kernel follows them in the
+        // mount), as on NTFS.
+        let kind = self.attr(dir)?.kind;
+        if kind != FileKind::Dir {
+            return Err(Error::NotADirectory(format!("ext4 {} ({kind:?})", self.describe(dir))));
+        }
+        let inode = Self::inode(dir)?;
         // Listing reads each entry's inode too, so stat after readdir costs nothing.
         let listed: Vec<(DirEntry, Attr)> = self.pool.with(|fs| {
-            let entries = fs
-                .read_dir(path.as_slice())
-                .map_err(|e| ext4_err(self.describe(dir), e))?;
-            let mut out = Vec::new();
+            let entries = fs.read_dir_inode(inode).map_err(|e| ext4_err(self.describe(dir), e))?;
+            let mut names = Vec::new();
             for entry in entries {
                 let entry = entry.map_err(|e| ext4_err(self.describe(dir), e))?;
                 let name = entry.file_name();
                 if name.as_ref() == b"." || name.as_ref() == b".." {
                     continue;
                 }
-                let node = NodeId::from(entry.inode());
-                let md = entry
-                    .metadata()
-                    .map_err(|e| ext4_err(format!("{} in {}", name.display(), self.describe(dir)), e))?;
-                let attr = attr_of(node, &md);
-                out.push((
-                    DirEntry {
-                        name: OsString::from_vec(name.as_ref().to_vec()),
-                        node,
-                        kind: attr.kind,
-                    },
-                    attr,
-                ));
+                names.push((OsString::from_vec(name.as_ref().to_vec()), entry.inode()));
             }
-            Ok(out)
+            // The inodes are read in the order of their numbers, not of the listing:
+            // an htree directory lists in hash order, which would visit the inode
+            // table at random, a block read for nearly every entry (the kernel reads
+            // the table ahead instead). In order, one read serves a run of inodes.
+            let mut order: Vec<usize> = (0..names.len()).collect();
+            order.sort_unstable_by_key(|&i| names[i].1);
+            let mut attrs: Vec<Option<Attr>> = vec![None; names.len()];
+            for i in order {
+                let (name, ino) = &names[i];
+                let md = fs
+                    .inode_metadata(*ino)
+                    .map_err(|e| ext4_err(format!("{} in {}", name.to_string_lossy(), self.describe(dir)), e))?;
+                attrs[i] = Some(attr_of(NodeId::from(*ino), &md));
+            }
+            Ok(names
+                .into_iter()
+                .zip(attrs)
+                .map(|((name, ino), attr)| {
+                    let attr = attr.expect("every entry's inode was read");
+                    (
+                        DirEntry {
+                            name,
+                            node: NodeId::from(ino),
+                            kind: attr.kind,
+                        },
+                        attr,
+                    )
+                })
+                .collect())
         })?;
-        {
-            let mut paths = self.paths.write().unwrap_or_else(|p| p.into_inner());
-            for (e, _) in &listed {
-                paths.entry(e.node).or_insert_with(|| {
-                    let mut p = path.clone();
-                    if p.last() != Some(&b'/') {
-                        p.push(b'/');
-                    }
-                    p.extend_from_slice(e.name.as_encoded_bytes());
-                    p
-                });
-            }
-        }
         for (e, a) in &listed {
             self.attrs.put(e.node, a.clone());
         }
         let entries: Arc<[DirEntry]> = listed.into_iter().map(|(e, _)| e).collect();
-        self.dirs.put(dir, entries.clone());
+        let weight = entries.iter().map(|e| 56 + e.name.len()).sum();
+        self.dirs.put_weighed(dir, entries.clone(), weight);
         Ok(entries)
     }
 
@@ -465,9 +470,9 @@ impl GuestFs for Ext4Fs {
     }
 
     fn read_link(&self, node: NodeId) -> Result<OsString> {
-        let path = self.path_of(node)?;
+        let inode = Self::inode(node)?;
         let target = self.pool.with(|fs| {
-            fs.read_link(path.as_slice())
+            fs.read_link_inode(inode)
                 .map(|t| t.as_ref().to_vec())
                 .map_err(|e| ext4_err(self.describe(node), e))
         })?;

@@ -7,15 +7,17 @@
 //!
 //! and for a VM the same one level down, under `/<checkpoint>/<disk>/` (see [`layout`]).
 //!
-//! Nodes are numbered (inode numbers for FUSE) as they are first seen, and keep their
-//! number for the life of the tree; guest nodes are keyed by the filesystem's own node
-//! id, so hard links share one number. A checkpoint's disk and volumes are opened the
-//! first time something inside it is asked for, so opening the tree stays fast at any
-//! chain depth.
+//! Node numbers (inode numbers for FUSE) are computed from the node ([`numbers`]):
+//! guest nodes from the filesystem's own node id, so hard links share one number, and
+//! every number stays the same for the life of the tree without a table or a lock.
+//! Lookups by name go through a per-directory index built once from the listing
+//! ([`names`]). A checkpoint's disk and volumes are opened the first time something
+//! inside it is asked for, so opening the tree stays fast at any chain depth.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::ffi::{OsStr, OsString};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::cache::Cache;
@@ -28,8 +30,12 @@ use crate::volume::{self, Content, Volumes};
 use crate::{Error, Result};
 
 pub mod layout;
+mod names;
+mod numbers;
 
 pub use layout::{Layout, Source};
+
+use names::NameIndex;
 
 /// Name of the raw-disk file inside each checkpoint directory.
 pub const DISK_IMAGE: &str = "disk.img";
@@ -38,8 +44,11 @@ pub const DISK_IMAGE: &str = "disk.img";
 pub type Ino = u64;
 pub const ROOT: Ino = 1;
 
-/// Directories whose name index is kept, for lookups in large directories.
+/// Directories whose name index is kept, for lookups in large directories, and the
+/// bytes they may hold together (about 70 bytes an entry: an 800,000-entry directory
+/// fits; a larger one is listed again for each lookup: the limit of this design).
 const CACHED_NAME_INDEXES: usize = 1024;
+const NAME_INDEX_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Node {
@@ -70,21 +79,19 @@ struct Opened {
     volumes: OnceLock<std::result::Result<Arc<Volumes>, String>>,
 }
 
-/// Node numbers, both ways.
-#[derive(Default)]
-struct Numbers {
-    by_node: HashMap<Node, Ino>,
-    nodes: Vec<Node>,
-}
-
 pub struct Vfs {
     source: Source,
     layout: Layout,
     fs_options: FsOptions,
     opened: Vec<Opened>,
-    numbers: Mutex<Numbers>,
+    /// Numbers for the rare nodes that [`numbers::encode`] cannot number.
+    numbers: numbers::Table,
     /// Directory → its entries by (folded) name.
-    name_indexes: Cache<Ino, Arc<HashMap<Vec<u8>, usize>>>,
+    name_indexes: Cache<Ino, Arc<NameIndex>>,
+    /// Keys the name indexes' hashes.
+    hasher: RandomState,
+    /// Name indexes built so far (tests check that lookups do not list again).
+    name_index_builds: AtomicU64,
     /// Bound of each checkpoint disk's resolved-run cache.
     cached_runs: usize,
     uid: u32,
@@ -110,8 +117,10 @@ impl Vfs {
             layout,
             fs_options,
             opened,
-            numbers: Mutex::new(Numbers::default()),
-            name_indexes: Cache::new(CACHED_NAME_INDEXES),
+            numbers: numbers::Table::default(),
+            name_indexes: Cache::weighted(CACHED_NAME_INDEXES, NAME_INDEX_BYTES),
+            hasher: RandomState::new(),
+            name_index_builds: AtomicU64::new(0),
             cached_runs: DEFAULT_CACHED_RUNS,
             // Virtual nodes belong to whoever runs ckptfs.
             uid: unsafe { libc::geteuid() },
@@ -138,22 +147,30 @@ impl Vfs {
     }
 
     fn ino(&self, node: Node) -> Ino {
-        let mut n = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&ino) = n.by_node.get(&node) {
-            return ino;
-        }
-        n.nodes.push(node);
-        let ino = n.nodes.len() as Ino;
-        n.by_node.insert(node, ino);
-        ino
+        numbers::encode(node).unwrap_or_else(|| self.numbers.number(node))
     }
 
     fn node(&self, ino: Ino) -> Result<Node> {
-        let n = self.numbers.lock().unwrap_or_else(|p| p.into_inner());
-        ino.checked_sub(1)
-            .and_then(|i| n.nodes.get(i as usize))
-            .copied()
-            .ok_or_else(|| Error::NotFound(format!("node {ino}")))
+        let node = numbers::decode(ino).or_else(|| self.numbers.node(ino));
+        let l = &self.layout;
+        match node {
+            Some(n @ Node::Root) => Ok(n),
+            Some(n @ Node::Checkpoint(ci)) if ci < l.checkpoints.len() => Ok(n),
+            Some(n @ Node::Disk(slot)) if l.disk_level && slot < l.slots.len() => Ok(n),
+            Some(n @ (Node::DiskImage(slot) | Node::Volume(slot, _) | Node::Guest(slot, ..)))
+                if slot < l.slots.len() =>
+            {
+                Ok(n)
+            }
+            _ => Err(Error::NotFound(format!("node {ino}"))),
+        }
+    }
+
+    /// How many directory name indexes have been built: one per directory looked up
+    /// in, while the index stays cached. For tests.
+    #[doc(hidden)]
+    pub fn name_index_builds(&self) -> u64 {
+        self.name_index_builds.load(Ordering::Relaxed)
     }
 
     /// The disk state that slot `slot` shows, or why it cannot be read.
@@ -216,7 +233,13 @@ impl Vfs {
     /// lives.
     fn guest_ref(&self, slot: usize, vi: usize) -> Result<&Arc<dyn GuestFs>> {
         let volumes = self.volumes_ref(self.state_of(slot)?)?;
-        match &volumes.entries[vi].content {
+        let Some(volume) = volumes.entries.get(vi) else {
+            return Err(Error::NotFound(format!(
+                "{}: volume {vi}",
+                self.layout.slots[slot].label
+            )));
+        };
+        match &volume.content {
             Content::Filesystem { fs, .. } => Ok(fs),
             Content::Broken { dir, error, .. } => Err(Error::Filesystem {
                 fs: "volume",
@@ -379,6 +402,10 @@ impl Vfs {
     }
 
     /// The attributes of `name` in directory `parent`.
+    ///
+    /// In a guest directory the name is found through the directory's name index,
+    /// built from its listing on the first lookup there and cached, so each further
+    /// lookup costs the same at any directory size.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let node = self.node(parent)?;
         // The raw disk needs no volume opened.
@@ -387,25 +414,30 @@ impl Vfs {
                 return self.getattr(self.ino(Node::DiskImage(slot)));
             }
         }
-        let fold = match self.guest_node(node) {
-            Some((ci, vi, _)) => self.guest(ci, vi)?.case_insensitive(),
-            None => false,
+        let not_found = || Error::NotFound(name.to_string_lossy().into_owned());
+        let Some((ci, vi, id)) = self.guest_node(node) else {
+            // The top levels hold a few entries each: checkpoints, disks, volumes.
+            let entries = self.readdir(parent)?;
+            let e = entries.iter().find(|e| e.name == name).ok_or_else(not_found)?;
+            return self.getattr(e.ino);
         };
-        let key = name_key(name, fold);
-        let entries = self.readdir(parent)?;
-        let index = self.name_indexes.get_or_try_insert(parent, || {
-            Ok::<_, Error>(Arc::new(
-                entries
-                    .iter()
-                    .enumerate()
-                    .map(|(i, e)| (name_key(&e.name, fold), i))
-                    .collect(),
-            ))
-        })?;
-        match index.get(&key).and_then(|&i| entries.get(i)) {
-            Some(e) => self.getattr(e.ino),
-            None => Err(Error::NotFound(name.to_string_lossy().into_owned())),
-        }
+        let fs = self.guest_ref(ci, vi)?;
+        let dir = id.unwrap_or_else(|| fs.root());
+        let index = match self.name_indexes.get(&parent) {
+            Some(index) => index,
+            None => {
+                let index = Arc::new(NameIndex::build(fs.read_dir(dir)?, fs.case_insensitive(), &self.hasher));
+                self.name_index_builds.fetch_add(1, Ordering::Relaxed);
+                self.name_indexes.put_weighed(parent, index.clone(), index.weight());
+                index
+            }
+        };
+        let e = index.get(name, &self.hasher).ok_or_else(not_found)?;
+        let ino = self.ino(self.guest_to_node(ci, vi, fs.as_ref(), e.node));
+        Ok(Attr {
+            node: ino,
+            ..fs.attr(e.node)?
+        })
     }
 
     pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
@@ -578,16 +610,5 @@ impl Vfs {
             };
         }
         Ok(ino)
-    }
-}
-
-/// The lookup key of a name: its bytes, or for a case-insensitive filesystem its upper
-/// case (Unicode simple case mapping, an approximation of NTFS's upcase table that
-/// agrees with it on every letter Windows users type).
-fn name_key(name: &OsStr, fold: bool) -> Vec<u8> {
-    if fold {
-        name.to_string_lossy().to_uppercase().into_bytes()
-    } else {
-        name.as_encoded_bytes().to_vec()
     }
 }

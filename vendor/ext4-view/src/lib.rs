@@ -398,6 +398,51 @@ impl Ext4 {
     ) -> Result<Inode, Ext4Error> {
         resolve::resolve_path(self, path, follow).map(|v| v.0)
     }
+
+    /// The inode numbered `inode` (ckptfs patch).
+    fn inode_by_number(&self, inode: u32) -> Result<Inode, Ext4Error> {
+        let index = InodeIndex::new(inode).ok_or(Ext4Error::NotFound)?;
+        Inode::read(self, index)
+    }
+}
+
+/// Access by inode number (ckptfs patch), for callers that keep inode
+/// numbers rather than paths (a FUSE server): no path walk, and no path
+/// to remember for every node seen. The numbers come from directory
+/// entries ([`DirEntry::inode`]) or [`Metadata::inode`].
+impl Ext4 {
+    /// Get [`Metadata`] for inode `inode` (a symlink's own).
+    pub fn inode_metadata(&self, inode: u32) -> Result<Metadata, Ext4Error> {
+        Ok(self.inode_by_number(inode)?.metadata)
+    }
+
+    /// Get an iterator over the entries of directory inode `inode`.
+    /// The entries' [`DirEntry::path`] is relative to `/`, not the
+    /// directory's real path.
+    pub fn read_dir_inode(&self, inode: u32) -> Result<ReadDir, Ext4Error> {
+        let inode = self.inode_by_number(inode)?;
+        if !inode.metadata.is_dir() {
+            return Err(Ext4Error::NotADirectory);
+        }
+        ReadDir::new(self.clone(), &inode, PathBuf::from(Path::ROOT))
+    }
+
+    /// The target of symlink inode `inode`.
+    pub fn read_link_inode(&self, inode: u32) -> Result<PathBuf, Ext4Error> {
+        self.inode_by_number(inode)?.symlink_target(self)
+    }
+
+    /// Open regular file inode `inode`.
+    pub fn open_inode(&self, inode: u32) -> Result<File, Ext4Error> {
+        let inode = self.inode_by_number(inode)?;
+        if inode.metadata.is_dir() {
+            return Err(Ext4Error::IsADirectory);
+        }
+        if !inode.metadata.file_type.is_regular_file() {
+            return Err(Ext4Error::IsASpecialFile);
+        }
+        File::open_inode(self, inode)
+    }
 }
 
 /// These methods mirror the [`std::fs`][stdfs] API.
