@@ -1306,3 +1306,26 @@ fn umount_waits_briefly_for_files_just_closed_and_then_says_busy() {
     closer.join().unwrap();
     assert!(!is_mounted(m.path()));
 }
+
+#[test]
+fn a_mount_made_right_after_umount_stays() {
+    if !can_mount() {
+        return;
+    }
+    let fx = Fixture::new(Spec {
+        states: 1,
+        big_files: false,
+    });
+    let name = &fx.names()[0];
+    let m = CkptMount::background(fx.image(), &[]);
+    fs::read_dir(m.path().join(name)).unwrap();
+    let old = m.daemon();
+    ckptfs(["umount".as_ref(), m.path().as_os_str()]).ok();
+    assert!(!alive(old), "umount returns once the serving process has exited");
+    // Mount again at once on the same directory: the old session's end must not take
+    // the new mount with it.
+    ckptfs(["mount".as_ref(), fx.image().as_os_str(), m.path().as_os_str()]).ok();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(is_mounted(m.path()), "the new mount was removed");
+    fs::read_dir(m.path().join(name)).unwrap();
+}

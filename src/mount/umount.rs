@@ -8,8 +8,41 @@ use super::mountinfo::{self, MountEntry};
 use super::options::SUBTYPE;
 use crate::{Error, Result};
 
+/// Unmount, and (unless `lazy`) return only once the serving process has exited: its
+/// FUSE session removes whatever is mounted at its path as it ends, which would be a
+/// new mount made there right after this returns.
 pub fn umount(path: &Path, lazy: bool) -> Result<()> {
     let entry = find(path)?;
+    let server = (!lazy).then(|| mountinfo::server_pid(&entry.mount_point)).flatten();
+    detach(path, &entry, lazy)?;
+    if let Some(pid) = server {
+        wait_for_exit(pid);
+    }
+    Ok(())
+}
+
+/// How long to wait for the serving process to exit after its mount is gone.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn wait_for_exit(pid: u32) {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let start = std::time::Instant::now();
+    while start.elapsed() < EXIT_WAIT {
+        // Gone, or a zombie: either way its session has ended.
+        let state = std::fs::read_to_string(proc_dir.join("stat")).ok();
+        let running = state
+            .as_deref()
+            .and_then(|s| s.rsplit_once(')'))
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'));
+        if !running {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    log::warn!("the serving process {pid} is still running {EXIT_WAIT:?} after its unmount");
+}
+
+fn detach(path: &Path, entry: &MountEntry, lazy: bool) -> Result<()> {
     let fs_type = format!("fuse.{SUBTYPE}");
     if entry.fs_type != fs_type {
         return Err(Error::Usage(format!(
