@@ -94,7 +94,7 @@ fn expected(items: &[Item], file_object_min: usize) -> Vec<Key> {
                     KeyValue::String(s.clone()),
                     s.encode_utf16().count() * 2 >= file_object_min,
                 ),
-                Value::Bytes(b) => (KeyValue::Array(b.clone()), b.len() >= file_object_min),
+                Value::Bytes(b) => (KeyValue::Bytes(b.clone()), b.len() >= file_object_min),
             };
             Key {
                 name: i.name.clone(),
@@ -175,7 +175,7 @@ fn check_raw(b: &[u8]) {
     match (&first, &second) {
         (Ok(s), Ok(t)) => {
             note("raw ok");
-            assert!(depth(&s.tree.roots) <= MAX_DEPTH);
+            assert!(depth(&s.tree.children) <= MAX_DEPTH);
             // Debug text, not `==`: a Double may be NaN.
             assert_eq!(format!("{s:?}"), format!("{t:?}"), "two parses differ");
         }
@@ -225,7 +225,7 @@ pub fn check(data: &[u8]) {
                 b[current + 8 + usize::from(pick % 38)] ^= 0x40;
             }
             let s = outcome(&b).unwrap_or_else(|e| panic!("{e:?}"));
-            assert_eq!(s.tree.roots, want);
+            assert_eq!(s.tree.children, want);
             let other = if damage == 1 { 0x1000 - current } else { current };
             assert_eq!(s.header.offset as usize, other);
             assert_eq!(s.warnings.len(), usize::from(opts.dirty && !items.is_empty()));
@@ -249,7 +249,7 @@ pub fn check(data: &[u8]) {
             let s = outcome(&b).unwrap_or_else(|e| panic!("{e:?}"));
             let pos: Vec<usize> = all[n].0.split('/').skip(1).map(|p| p.parse().unwrap()).collect();
             assert_eq!(all[n].1, w.keys[n].0, "the writer's key order is depth-first");
-            assert_eq!(s.tree.roots, expected(&without(&items, &pos), opts.file_object_min));
+            assert_eq!(s.tree.children, expected(&without(&items, &pos), opts.file_object_min));
             assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
             note("key skipped");
         }

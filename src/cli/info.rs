@@ -86,7 +86,7 @@ fn read_config(path: &Path) -> Result<ConfigFile> {
             log::warn!("{}: {w}", path.display());
         }
         return Ok(ConfigFile {
-            root: s.tree.to_keys(),
+            root: s.tree,
             container: Some((s.header, s.replayed)),
             warnings: s.warnings,
         });

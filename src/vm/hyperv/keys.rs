@@ -2,8 +2,9 @@
 //! (the `.vmcx` "HyperVStorage" file and the 2012 R2 `.xml`), so that reading the VM
 //! out of it ([`super::machine`]) does not care which one it came from.
 //!
-//! Sibling keys may share a name; lookups take the first, [`Key::children_named`] all.
-//! Names match without regard to ASCII case, as Hyper-V's own lookups do.
+//! Sibling keys may share a name; lookups take the first, [`Key::children_named`] and
+//! [`Key::all`] all. Names match without regard to ASCII case, as Hyper-V's own lookups
+//! do.
 
 use std::fmt;
 
@@ -19,6 +20,22 @@ pub enum KeyValue {
     Bool(bool),
 }
 
+impl KeyValue {
+    /// The type's name as `info --keys` shows it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            KeyValue::Node => "node",
+            KeyValue::Int(_) => "int",
+            KeyValue::UInt(_) => "uint",
+            KeyValue::Double(_) => "double",
+            KeyValue::String(_) => "string",
+            KeyValue::Bytes(_) => "bytes",
+            KeyValue::Bool(_) => "bool",
+        }
+    }
+}
+
+/// One line: numbers in decimal, text quoted with escapes, bytes in hex.
 impl fmt::Display for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -42,6 +59,9 @@ impl fmt::Display for KeyValue {
 pub struct Key {
     pub name: String,
     pub value: KeyValue,
+    /// A `.vmcx` entry's flag byte ([`super::storage::FLAG_FILE_OBJECT`]; 0x02 is seen on
+    /// some `.VMRS` strings, meaning unknown); 0 for XML.
+    pub flags: u8,
     /// In the order the file stores them.
     pub children: Vec<Key>,
 }
@@ -51,6 +71,7 @@ impl Key {
         Key {
             name: name.into(),
             value: KeyValue::Node,
+            flags: 0,
             children,
         }
     }
@@ -59,6 +80,7 @@ impl Key {
         Key {
             name: name.into(),
             value,
+            flags: 0,
             children: Vec::new(),
         }
     }
@@ -80,12 +102,64 @@ impl Key {
             .try_fold(self, |key, part| key.child(part))
     }
 
-    /// The string at `path`.
-    pub fn string(&self, path: &str) -> Option<&str> {
-        match &self.get(path)?.value {
+    /// Every key at `path` below this one, in tree order; a `*` segment matches any
+    /// one name (`configuration/manifest/*`).
+    pub fn all(&self, path: &str) -> Vec<&Key> {
+        let mut level: Vec<&Key> = vec![self];
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            level = level
+                .into_iter()
+                .flat_map(|k| k.children.iter())
+                .filter(|c| part == "*" || c.name.eq_ignore_ascii_case(part))
+                .collect();
+        }
+        level
+    }
+
+    /// Every key below this one, depth first, with its depth (0 for a child).
+    pub fn walk(&self) -> Vec<(usize, &Key)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(usize, &Key)> = self.children.iter().rev().map(|k| (0, k)).collect();
+        while let Some((d, k)) = stack.pop() {
+            out.push((d, k));
+            stack.extend(k.children.iter().rev().map(|c| (d + 1, c)));
+        }
+        out
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
             KeyValue::String(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// An Int or UInt that fits.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.value {
+            KeyValue::Int(v) => Some(v),
+            KeyValue::UInt(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            KeyValue::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.value {
+            KeyValue::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The string at `path`.
+    pub fn string(&self, path: &str) -> Option<&str> {
+        self.get(path)?.as_str()
     }
 
     /// The integer at `path` (signed or unsigned in the file).
@@ -98,10 +172,7 @@ impl Key {
     }
 
     pub fn bytes(&self, path: &str) -> Option<&[u8]> {
-        match &self.get(path)?.value {
-            KeyValue::Bytes(b) => Some(b),
-            _ => None,
-        }
+        self.get(path)?.as_bytes()
     }
 
     /// Every key below this one as indented `name = value` lines, like `reg query /s`.

@@ -49,7 +49,8 @@
 //! should not hide the rest of the VM.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+
+pub use super::keys::{Key, KeyValue};
 
 /// Configurations are small (tens of KiB); a larger file is no configuration.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -154,192 +155,6 @@ pub enum VmcxError {
     Corrupt { what: String, offset: u64, reason: String },
 }
 
-/// A value of a key.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeyValue {
-    /// A key holding other keys.
-    Node,
-    Int(i64),
-    UInt(u64),
-    Double(f64),
-    /// UTF-16LE text (unpaired surrogates become U+FFFD).
-    String(String),
-    /// Bytes (a FILETIME, an opaque blob).
-    Array(Vec<u8>),
-    Bool(bool),
-}
-
-impl KeyValue {
-    /// The type's name as `info --keys` shows it.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            KeyValue::Node => "node",
-            KeyValue::Int(_) => "int",
-            KeyValue::UInt(_) => "uint",
-            KeyValue::Double(_) => "double",
-            KeyValue::String(_) => "string",
-            KeyValue::Array(_) => "bytes",
-            KeyValue::Bool(_) => "bool",
-        }
-    }
-}
-
-impl fmt::Display for KeyValue {
-    /// One line: numbers in decimal, text quoted with escapes, bytes in hex.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeyValue::Node => Ok(()),
-            KeyValue::Int(v) => write!(f, "{v}"),
-            KeyValue::UInt(v) => write!(f, "{v}"),
-            KeyValue::Double(v) => write!(f, "{v}"),
-            KeyValue::String(s) => write!(f, "{s:?}"),
-            KeyValue::Array(b) => {
-                for x in b {
-                    write!(f, "{x:02x}")?;
-                }
-                Ok(())
-            }
-            KeyValue::Bool(b) => write!(f, "{b}"),
-        }
-    }
-}
-
-/// One key: its name, its value, and (for a node) its children, in the order they
-/// were inserted. Siblings may share a name (lists).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Key {
-    pub name: String,
-    pub value: KeyValue,
-    /// The entry's flag byte ([`FLAG_FILE_OBJECT`]; 0x02 is seen on some `.VMRS`
-    /// strings, meaning unknown).
-    pub flags: u8,
-    pub children: Vec<Key>,
-}
-
-/// The whole tree of a container. Paths are names joined by `/`, matched exactly
-/// (case-sensitive); in [`KeyTree::all`] a `*` segment matches every name.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KeyTree {
-    pub roots: Vec<Key>,
-}
-
-fn find_all<'a>(level: &'a [Key], segments: &[&str], out: &mut Vec<&'a Key>) {
-    let Some((first, rest)) = segments.split_first() else {
-        return;
-    };
-    for k in level.iter().filter(|k| *first == "*" || k.name == *first) {
-        if rest.is_empty() {
-            out.push(k);
-        } else {
-            find_all(&k.children, rest, out);
-        }
-    }
-}
-
-fn segments(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
-}
-
-impl KeyTree {
-    /// The first key at `path` (`configuration/properties/name`).
-    pub fn get(&self, path: &str) -> Option<&Key> {
-        self.all(path).into_iter().next()
-    }
-
-    /// Every key at `path`, in tree order; `*` matches any one name
-    /// (`configuration/manifest/*`).
-    pub fn all(&self, path: &str) -> Vec<&Key> {
-        let mut out = Vec::new();
-        find_all(&self.roots, &segments(path), &mut out);
-        out
-    }
-
-    /// The text at `path`, if it is a string key.
-    pub fn str(&self, path: &str) -> Option<&str> {
-        self.get(path).and_then(Key::as_str)
-    }
-
-    /// Every key, depth first, with its depth (0 for a root).
-    pub fn walk(&self) -> Vec<(usize, &Key)> {
-        let mut out = Vec::new();
-        let mut stack: Vec<(usize, &Key)> = self.roots.iter().rev().map(|k| (0, k)).collect();
-        while let Some((d, k)) = stack.pop() {
-            out.push((d, k));
-            stack.extend(k.children.iter().rev().map(|c| (d + 1, c)));
-        }
-        out
-    }
-}
-
-impl KeyTree {
-    /// The tree as the container-neutral [`super::keys::Key`] the VM layer reads
-    /// (shared with the 2012 R2 XML): a nameless root node above the roots. Flags are
-    /// dropped; byte arrays become `Bytes`.
-    pub fn to_keys(&self) -> super::keys::Key {
-        fn convert(k: &Key) -> super::keys::Key {
-            use super::keys::KeyValue as V;
-            super::keys::Key {
-                name: k.name.clone(),
-                value: match &k.value {
-                    KeyValue::Node => V::Node,
-                    KeyValue::Int(v) => V::Int(*v),
-                    KeyValue::UInt(v) => V::UInt(*v),
-                    KeyValue::Double(v) => V::Double(*v),
-                    KeyValue::String(v) => V::String(v.clone()),
-                    KeyValue::Array(v) => V::Bytes(v.clone()),
-                    KeyValue::Bool(v) => V::Bool(*v),
-                },
-                children: k.children.iter().map(convert).collect(),
-            }
-        }
-        super::keys::Key::node("", self.roots.iter().map(convert).collect())
-    }
-}
-
-impl Key {
-    /// The first key at `path` below this one.
-    pub fn get(&self, path: &str) -> Option<&Key> {
-        self.all(path).into_iter().next()
-    }
-
-    /// Every key at `path` below this one (`*` matches any one name).
-    pub fn all(&self, path: &str) -> Vec<&Key> {
-        let mut out = Vec::new();
-        find_all(&self.children, &segments(path), &mut out);
-        out
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            KeyValue::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// An Int or UInt that fits.
-    pub fn as_i64(&self) -> Option<i64> {
-        match self.value {
-            KeyValue::Int(v) => Some(v),
-            KeyValue::UInt(v) => i64::try_from(v).ok(),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match self.value {
-            KeyValue::Bool(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        match &self.value {
-            KeyValue::Array(b) => Some(b),
-            _ => None,
-        }
-    }
-}
-
 /// The header used, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -359,7 +174,8 @@ pub struct Storage {
     pub header: Header,
     /// Replay-log entries applied in memory (0: the file was closed cleanly).
     pub replayed: usize,
-    pub tree: KeyTree,
+    /// The keys, under a root node without a name.
+    pub tree: Key,
     /// Things that did not stop the parse (a dirty log replayed, a damaged key
     /// skipped), one line each.
     pub warnings: Vec<String>,
@@ -843,7 +659,7 @@ fn table_entries(file: &[u8], files: &Files, t: &Table, entries: &mut Vec<Entry>
             key_type::DOUBLE => KeyValue::Double(f64::from_bits(u64_at(value, 0).unwrap_or(0))),
             key_type::BOOL => KeyValue::Bool(u32_at(value, 0).unwrap_or(0) != 0),
             key_type::NODE => KeyValue::Node,
-            key_type::ARRAY => KeyValue::Array(blob(value)?),
+            key_type::ARRAY => KeyValue::Bytes(blob(value)?),
             _ => {
                 let bytes = blob(value)?;
                 if bytes.len() % 2 != 0 {
@@ -963,7 +779,7 @@ fn build_tree(
     entries: Vec<Entry>,
     by_place: &HashMap<(u16, u32), usize>,
     warnings: &mut Vec<String>,
-) -> Result<KeyTree, VmcxError> {
+) -> Result<Key, VmcxError> {
     let n = entries.len();
     let bad: Vec<bool> = entries.iter().map(|e| e.damaged.is_some()).collect();
     let mut parent: Vec<Option<usize>> = vec![None; n];
@@ -1076,7 +892,7 @@ fn build_tree(
             out.push(k);
         }
     }
-    Ok(KeyTree { roots: out })
+    Ok(Key::node("", out))
 }
 
 #[cfg(test)]
@@ -1098,7 +914,7 @@ mod tests {
                     Value::UInt(v) => KeyValue::UInt(*v),
                     Value::Double(v) => KeyValue::Double(*v),
                     Value::Str(s) => KeyValue::String(s.clone()),
-                    Value::Bytes(b) => KeyValue::Array(b.clone()),
+                    Value::Bytes(b) => KeyValue::Bytes(b.clone()),
                     Value::Bool(b) => KeyValue::Bool(*b),
                 },
                 children: match &i.value {
@@ -1152,11 +968,11 @@ mod tests {
         let items = sample();
         let w = write(&items, &Options::default());
         let s = parse_ok(&w.bytes);
-        assert_eq!(s.tree.roots, expected(&items));
+        assert_eq!(s.tree.children, expected(&items));
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
         assert_eq!(s.replayed, 0);
         assert_eq!(s.header.offset, 0, "sequence 3 at 0x0 beats 2 at 0x1000");
-        assert_eq!(s.tree.str("configuration/properties/name"), Some("Win11 – ü"));
+        assert_eq!(s.tree.string("configuration/properties/name"), Some("Win11 – ü"));
         let list: Vec<String> = s
             .tree
             .all("configuration/list/entry")
@@ -1189,11 +1005,11 @@ mod tests {
         let w = write(&items, &opts);
         assert!(w.tables.len() > 3 && w.file_objects.len() == 2);
         let s = parse_ok(&w.bytes);
-        let mut got = s.tree.roots.clone();
+        let mut got = s.tree.children.clone();
         unflag(&mut got);
         assert_eq!(got, expected(&items));
         assert_eq!(s.header.offset, 0x1000);
-        assert_eq!(s.tree.str("root/big"), Some(big.as_str()));
+        assert_eq!(s.tree.string("root/big"), Some(big.as_str()));
     }
 
     fn kind(e: &VmcxError) -> &'static str {
@@ -1429,7 +1245,7 @@ mod tests {
         let before = w.bytes.clone();
         let s = parse_ok(&w.bytes);
         assert_eq!(w.bytes, before);
-        assert_eq!(s.tree.roots, expected(&items));
+        assert_eq!(s.tree.children, expected(&items));
         assert_eq!(s.replayed, w.tables.len());
         assert_eq!(s.warnings.len(), 1);
         assert!(s.warnings[0].contains("not closed cleanly"));
@@ -1443,7 +1259,7 @@ mod tests {
         assert!(err(&b).to_string().contains("replay log entry 0's data"));
         // A clean log ignores its left-over entries (junk data for table 1).
         let w = write(&items, &Options::default());
-        assert_eq!(parse_ok(&w.bytes).tree.roots, expected(&items));
+        assert_eq!(parse_ok(&w.bytes).tree.children, expected(&items));
     }
 
     #[test]

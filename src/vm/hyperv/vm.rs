@@ -48,7 +48,7 @@ pub fn read_keys(path: &Path) -> Result<Key> {
         for w in &s.warnings {
             log::warn!("{}: {w}", path.display());
         }
-        return Ok(s.tree.to_keys());
+        return Ok(s.tree);
     }
     xml::parse(&bytes).map_err(|source| Error::VmConfig {
         path: path.to_path_buf(),
