@@ -91,7 +91,7 @@ fn join_windows_relative(dir: &Path, rel: &str) -> PathBuf {
 
 /// If `path` does not exist, a file in the same directory whose name differs only in
 /// letter case (Windows names are case-insensitive).
-fn existing_case_insensitive(path: &Path) -> Option<PathBuf> {
+pub(crate) fn existing_case_insensitive(path: &Path) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path.to_path_buf());
     }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use super::keys::Key;
 use super::machine::{self, Drive, Machine};
 use super::{storage, xml};
+use crate::chain::parent::existing_case_insensitive;
 use crate::vm::locate::read_whole;
 use crate::vm::{Config, ConfigCheckpoint, ConfigDisk, ConfigError};
 use crate::{Error, Result};
@@ -207,19 +208,8 @@ fn snapshot_configs(dir: &Path) -> Vec<PathBuf> {
 /// directory (for the message saying it does not exist).
 fn find_named_file(named: &str, dirs: &[PathBuf]) -> PathBuf {
     let name = named.rsplit(['\\', '/']).next().unwrap_or(named);
-    for dir in dirs {
-        let exact = dir.join(name);
-        if exact.is_file() {
-            return exact;
-        }
-        let other_case = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case(name));
-        if let Some(e) = other_case {
-            return e.path();
-        }
+    if let Some(found) = dirs.iter().find_map(|dir| existing_case_insensitive(&dir.join(name))) {
+        return found;
     }
     dirs.first().map_or_else(|| PathBuf::from(name), |d| d.join(name))
 }
