@@ -3,6 +3,8 @@
 //! the older direct little-endian helpers below, whose callers check the slice length
 //! against the structure size first.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use uuid::Uuid;
 
 /// A field read past the end of a structure's bytes: the structure is cut short (a
@@ -90,6 +92,23 @@ pub fn le_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
 }
 
+/// Windows FILETIMEs (NTFS times, Hyper-V configurations) count 100 ns ticks from
+/// 1601-01-01 UTC.
+const TICKS_PER_SECOND: u64 = 10_000_000;
+const SECONDS_1601_TO_1970: u64 = 11_644_473_600;
+
+/// A FILETIME as a `SystemTime`, exactly (to the 100 ns tick); before 1970 too.
+pub fn filetime(ticks: u64) -> SystemTime {
+    let since_1601 = Duration::new(ticks / TICKS_PER_SECOND, (ticks % TICKS_PER_SECOND) as u32 * 100);
+    let epoch = Duration::from_secs(SECONDS_1601_TO_1970);
+    let t = if since_1601 >= epoch {
+        UNIX_EPOCH.checked_add(since_1601 - epoch)
+    } else {
+        UNIX_EPOCH.checked_sub(epoch - since_1601)
+    };
+    t.unwrap_or(UNIX_EPOCH)
+}
+
 /// A GUID in Microsoft's mixed-endian binary layout.
 pub fn guid(b: &[u8], at: usize) -> Uuid {
     Uuid::from_bytes_le(b[at..at + 16].try_into().unwrap())
@@ -125,5 +144,32 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} ({v} {})", UNITS[unit])
     } else {
         format!("{n} ({v:.1} {})", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filetimes_convert_exactly() {
+        // 1970-01-01 00:00:00 UTC.
+        assert_eq!(filetime(116_444_736_000_000_000), UNIX_EPOCH);
+        // One tick later keeps its 100 ns.
+        assert_eq!(
+            filetime(116_444_736_000_000_001),
+            UNIX_EPOCH + Duration::from_nanos(100)
+        );
+        // 2024-02-29 12:34:56.1234567 UTC = 1709210096 s + 123456700 ns.
+        let t = 116_444_736_000_000_000 + 1_709_210_096 * 10_000_000 + 1_234_567;
+        assert_eq!(filetime(t), UNIX_EPOCH + Duration::new(1_709_210_096, 123_456_700));
+        // Before 1970: 1601-01-01 itself, and 0.5 s before the Unix epoch.
+        assert_eq!(filetime(0), UNIX_EPOCH - Duration::from_secs(SECONDS_1601_TO_1970));
+        assert_eq!(
+            filetime(116_444_736_000_000_000 - 5_000_000),
+            UNIX_EPOCH - Duration::from_millis(500)
+        );
+        // The largest value does not panic.
+        let _ = filetime(u64::MAX);
     }
 }

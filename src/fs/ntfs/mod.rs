@@ -43,11 +43,12 @@ use std::sync::{Arc, OnceLock};
 use ntfs::{KnownNtfsFileRecordNumber, Ntfs, NtfsAttributeType};
 
 use self::cache::Cache;
-use self::node::{nt_time, Content, Header, Node};
+use self::node::{Content, Header, Node};
 use self::record::{Attribute, Record, FLAG_IN_USE};
 use self::runs::RunMap;
 use self::stream::{stream, Stream};
 use super::{Attr, DirEntry, FileKind, FsStats, GuestFs, NodeId, StreamInfo, Volume};
+use crate::bytes::filetime;
 use crate::io::Cursor;
 use crate::{Error, Result};
 
@@ -360,10 +361,10 @@ impl GuestFs for NtfsFs {
             gid: 0,
             nlink,
             rdev: 0,
-            atime: nt_time(node.accessed),
-            mtime: nt_time(node.modified),
-            ctime: nt_time(node.changed),
-            crtime: Some(nt_time(node.created)),
+            atime: filetime(node.accessed),
+            mtime: filetime(node.modified),
+            ctime: filetime(node.changed),
+            crtime: Some(filetime(node.created)),
         })
     }
 

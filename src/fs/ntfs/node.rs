@@ -1,8 +1,6 @@
 //! What a file record says about its node: kind, sizes, times, link count, and whether
 //! (and how) its bytes can be read.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use ntfs::structured_values::{NtfsFileAttributeFlags, NtfsFileNamespace};
 use ntfs::NtfsAttributeType;
 
@@ -11,22 +9,6 @@ use super::runs::RunMap;
 use super::stream::{stream, Stream};
 use super::Disk;
 use crate::fs::FileKind;
-
-/// NTFS times count 100 ns ticks from 1601-01-01 UTC.
-const TICKS_PER_SECOND: u64 = 10_000_000;
-const SECONDS_1601_TO_1970: u64 = 11_644_473_600;
-
-/// An NTFS timestamp as a `SystemTime`, exactly (to the 100 ns tick).
-pub(super) fn nt_time(ticks: u64) -> SystemTime {
-    let since_1601 = Duration::new(ticks / TICKS_PER_SECOND, (ticks % TICKS_PER_SECOND) as u32 * 100);
-    let epoch = Duration::from_secs(SECONDS_1601_TO_1970);
-    let t = if since_1601 >= epoch {
-        UNIX_EPOCH.checked_add(since_1601 - epoch)
-    } else {
-        UNIX_EPOCH.checked_sub(epoch - since_1601)
-    };
-    t.unwrap_or(UNIX_EPOCH)
-}
 
 /// How a file's bytes are read.
 #[derive(Debug)]
@@ -265,25 +247,6 @@ fn unreadable(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nt_times_convert_exactly() {
-        // 1970-01-01 00:00:00 UTC.
-        assert_eq!(nt_time(116_444_736_000_000_000), UNIX_EPOCH);
-        // One tick later keeps its 100 ns.
-        assert_eq!(nt_time(116_444_736_000_000_001), UNIX_EPOCH + Duration::from_nanos(100));
-        // 2024-02-29 12:34:56.1234567 UTC = 1709210096 s + 123456700 ns.
-        let t = 116_444_736_000_000_000 + 1_709_210_096 * 10_000_000 + 1_234_567;
-        assert_eq!(nt_time(t), UNIX_EPOCH + Duration::new(1_709_210_096, 123_456_700));
-        // Before 1970: 1601-01-01 itself, and 0.5 s before the Unix epoch.
-        assert_eq!(nt_time(0), UNIX_EPOCH - Duration::from_secs(SECONDS_1601_TO_1970));
-        assert_eq!(
-            nt_time(116_444_736_000_000_000 - 5_000_000),
-            UNIX_EPOCH - Duration::from_millis(500)
-        );
-        // The largest value does not panic.
-        let _ = nt_time(u64::MAX);
-    }
 
     #[test]
     fn cloud_tags_are_named() {

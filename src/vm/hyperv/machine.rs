@@ -13,7 +13,7 @@
 //!   driveM/{type, pathname}`. Drives of type `VHD` with a path are disks; `ISO`, `VFD`
 //!   (floppy), `NONE` and empty paths are not.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::keys::Key;
 use crate::vm::ConfigError;
@@ -204,9 +204,12 @@ fn filetime(key: &Key) -> Option<SystemTime> {
         KeyValue::Int(v) => u64::try_from(*v).ok()?,
         _ => return None,
     };
-    const UNIX_EPOCH_TICKS: u64 = 116_444_736_000_000_000;
-    let since_unix = ticks.checked_sub(UNIX_EPOCH_TICKS)?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(since_unix.checked_mul(100)?))
+    // Refused: before 1970 (0 included), and past what 64 bits of nanoseconds since
+    // 1970 hold (the year 2554): no creation time a configuration can have.
+    let time = crate::bytes::filetime(ticks);
+    let since_1970 = time.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    u64::try_from(since_1970.as_nanos()).ok()?;
+    Some(time)
 }
 
 #[cfg(test)]
@@ -301,7 +304,7 @@ mod tests {
         assert_eq!(m.generation, Some(2));
         assert_eq!(
             m.created,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_715_879_029))
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_715_879_029))
         );
         let got: Vec<(&str, &str, bool)> = m
             .drives
